@@ -1,0 +1,66 @@
+//! Exact attention with log-sum-exp output: the ground truth of every sparse method.
+
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::chunks::query_chunks;
+use super::options::{AttnOptions, QueryPositions};
+use super::output::AttnOutput;
+use super::positions::{future_mask, last_visible_keys};
+use super::softmax::masked_softmax;
+use crate::error::Result;
+use crate::shape::{group_heads, ungroup_heads, AttnShape};
+
+/// Exact softmax attention.
+///
+/// - `q`: `[batch, query_heads, query_len, head_dim]`
+/// - `k`: `[batch, kv_heads, kv_len, head_dim]`, `kv_heads` divides `query_heads` (GQA;
+///   K and V are not copied per query head)
+/// - `v`: `[batch, kv_heads, kv_len, value_dim]`
+/// - returns output `[batch, query_heads, query_len, value_dim]` and lse
+///   `[batch, query_heads, query_len]`
+///
+/// Causality and query positions come from `options` (see [`AttnOptions`]). Queries are
+/// processed in chunks, so memory stays bounded at long contexts. NaN in an input
+/// propagates to every output row that reads it.
+pub fn dense_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    options: &AttnOptions,
+) -> Result<AttnOutput<B>> {
+    let shape = AttnShape::of(&q, &k, &v)?;
+    let positions = options.positions(&shape)?;
+    let scale = options.scale_for(shape.head_dim);
+    let per_query = shape.batch * shape.query_heads * shape.kv_len;
+    let parts = query_chunks(shape.query_len, per_query)
+        .into_iter()
+        .map(|(start, len)| {
+            let q = q.clone().narrow(2, start, len);
+            dense_chunk(q, k.clone(), v.clone(), &shape, &positions.shifted(start), scale)
+        })
+        .collect();
+    Ok(AttnOutput::cat(parts))
+}
+
+fn dense_chunk<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    shape: &AttnShape,
+    positions: &QueryPositions,
+    scale: f64,
+) -> AttnOutput<B> {
+    let [batch, _, len, _] = q.dims();
+    let rows = shape.groups() * len;
+    let logits = group_heads(q, shape.kv_heads).matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+    let invalid = positions.causal.then(|| {
+        let last = last_visible_keys::<B>(positions, len, shape.groups(), &logits.device());
+        future_mask(last, shape.kv_len)
+            .reshape([1, 1, rows, shape.kv_len])
+            .expand([batch, shape.kv_heads, rows, shape.kv_len])
+    });
+    let (probs, lse) = masked_softmax(logits, invalid);
+    let output = ungroup_heads(probs.matmul(v), shape.query_heads);
+    let lse = ungroup_heads(lse, shape.query_heads).squeeze_dim(3);
+    AttnOutput { output, lse }
+}

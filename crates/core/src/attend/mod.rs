@@ -1,0 +1,18 @@
+//! Attend: exact attention over all keys or over selected keys, with log-sum-exp output.
+
+pub(crate) mod chunks;
+mod dense;
+mod gather;
+mod merge;
+mod options;
+mod output;
+pub(crate) mod positions;
+mod softmax;
+
+pub use dense::dense_attention;
+pub use gather::gather_attention;
+pub(crate) use gather::gather_attention_unchecked;
+pub use merge::merge;
+pub use options::{AttnOptions, QueryPositions};
+pub use output::AttnOutput;
+pub(crate) use chunks::query_chunks;

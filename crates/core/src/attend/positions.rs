@@ -1,0 +1,34 @@
+//! Position tensors: which keys each query may see.
+
+use burn::tensor::{backend::Backend, Bool, Int, Tensor};
+
+use super::options::QueryPositions;
+
+/// Last visible key of each query `0..len`, repeated for `groups` grouped heads:
+/// `[groups * len]` (see `group_heads`).
+pub(crate) fn last_visible_keys<B: Backend>(
+    positions: &QueryPositions,
+    len: usize,
+    groups: usize,
+    device: &B::Device,
+) -> Tensor<B, 1, Int> {
+    let per_query = if positions.causal {
+        Tensor::<B, 1, Int>::arange(0..len as i64, device).add_scalar(positions.offset as i64)
+    } else {
+        Tensor::<B, 1, Int>::full([len], positions.kv_len as i64 - 1, device)
+    };
+    per_query.reshape([1, len]).expand([groups, len]).reshape([groups * len])
+}
+
+/// `[rows, kv_len]` mask, true where key `j` is in the future of the row's query.
+pub(crate) fn future_mask<B: Backend>(
+    last_visible: Tensor<B, 1, Int>,
+    kv_len: usize,
+) -> Tensor<B, 2, Bool> {
+    let rows = last_visible.dims()[0];
+    let device = last_visible.device();
+    let keys = Tensor::<B, 1, Int>::arange(0..kv_len as i64, &device)
+        .reshape([1, kv_len])
+        .expand([rows, kv_len]);
+    keys.greater(last_visible.reshape([rows, 1]).expand([rows, kv_len]))
+}

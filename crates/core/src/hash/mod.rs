@@ -1,0 +1,11 @@
+//! HashAttention's hash functions and bit signatures.
+
+mod headwise_linear;
+mod mapping;
+mod mlp;
+mod signature;
+
+pub use headwise_linear::{HeadwiseLinear, HeadwiseLinearConfig};
+pub use mapping::{HashMapping, HashMappingConfig};
+pub use mlp::{HashActivation, HeadwiseMlp, HeadwiseMlpConfig};
+pub use signature::{matching_bits, pack_signs, unpack_signs, words_for_bits, WORD_BITS};

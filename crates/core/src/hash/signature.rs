@@ -1,0 +1,74 @@
+//! Bit signatures: sign bits packed into 32-bit words, and their match counts.
+
+use burn::tensor::{backend::Backend, ElementConversion, Int, Tensor};
+
+use crate::error::{AttnError, Result};
+use crate::shape::{group_heads, ungroup_heads};
+
+/// Bits per packed word.
+pub const WORD_BITS: usize = 32;
+
+/// Checks that `bits` is a positive multiple of 32 and returns the number of words.
+pub fn words_for_bits(bits: usize) -> Result<usize> {
+    if bits == 0 || bits % WORD_BITS != 0 {
+        return Err(AttnError::BitsNotMultipleOf32(bits));
+    }
+    Ok(bits / WORD_BITS)
+}
+
+/// Packs the signs of `codes: [batch, heads, len, bits]` into `[batch, heads, len, bits / 32]`
+/// words: bit `i % 32` of word `i / 32` is 1 where `codes[.., i] >= 0`.
+///
+/// Each word holds its 32 bits in the low 32 bits of the backend's int element.
+pub fn pack_signs<B: Backend>(codes: Tensor<B, 4>) -> Result<Tensor<B, 4, Int>> {
+    let [b, h, t, bits] = codes.dims();
+    let words = words_for_bits(bits)?;
+    let shifts = bit_positions::<B>(&codes.device());
+    let packed = codes
+        .greater_equal_elem(0.0)
+        .int()
+        .reshape([b, h, t, words, WORD_BITS])
+        .bitwise_left_shift(shifts.expand([b, h, t, words, WORD_BITS]))
+        .sum_dim(4)
+        .reshape([b, h, t, words]);
+    Ok(packed)
+}
+
+/// Unpacks `[batch, heads, len, words]` into `±1` values `[batch, heads, len, words * 32]`
+/// (`+1` for a set bit), the inverse of [`pack_signs`] up to the magnitudes.
+pub fn unpack_signs<B: Backend>(packed: Tensor<B, 4, Int>) -> Tensor<B, 4> {
+    let [b, h, t, words] = packed.dims();
+    let shifts = bit_positions::<B>(&packed.device());
+    packed
+        .reshape([b, h, t, words, 1])
+        .expand([b, h, t, words, WORD_BITS])
+        .bitwise_right_shift(shifts.expand([b, h, t, words, WORD_BITS]))
+        .bitwise_and_scalar(1i64.elem())
+        .float()
+        .reshape([b, h, t, words * WORD_BITS])
+        .mul_scalar(2.0)
+        .sub_scalar(1.0)
+}
+
+/// Number of equal bits between every query and key signature,
+/// `popcount(!(q ^ k))` summed over words, as floats.
+///
+/// - `query`: `[batch, query_heads, query_len, words]`
+/// - `key`: `[batch, key_heads, kv_len, words]`, `key_heads` divides `query_heads`
+/// - returns `[batch, query_heads, query_len, kv_len]`, integers in `0..=bits`
+///
+/// Computed as `(bits + <±1 query, ±1 key>) / 2`, which equals the popcount exactly.
+pub fn matching_bits<B: Backend>(query: Tensor<B, 4, Int>, key: Tensor<B, 4, Int>) -> Tensor<B, 4> {
+    let [_, query_heads, _, words] = query.dims();
+    let key_heads = key.dims()[1];
+    let bits = (words * WORD_BITS) as f64;
+    let q = group_heads(unpack_signs(query), key_heads);
+    let k = unpack_signs(key);
+    let dot = ungroup_heads(q.matmul(k.swap_dims(2, 3)), query_heads);
+    dot.add_scalar(bits).mul_scalar(0.5)
+}
+
+/// `[1, 1, 1, 1, 32]` tensor of `0..32`.
+fn bit_positions<B: Backend>(device: &B::Device) -> Tensor<B, 5, Int> {
+    Tensor::<B, 1, Int>::arange(0..WORD_BITS as i64, device).reshape([1, 1, 1, 1, WORD_BITS])
+}

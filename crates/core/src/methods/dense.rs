@@ -1,0 +1,48 @@
+//! Dense attention as a method: the exact baseline.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::method::{check_new_tokens, AttentionMethod};
+use crate::attend::{dense_attention, AttnOptions, AttnOutput};
+use crate::cache::KvCache;
+use crate::error::Result as AttnResult;
+
+/// Config of [`DenseAttention`].
+#[derive(Config, Debug)]
+pub struct DenseAttentionConfig {
+    /// Logit scale; `None` means `1 / sqrt(head_dim)`.
+    pub scale: Option<f64>,
+}
+
+/// Exact causal attention over every cached key.
+#[derive(Module, Debug, Clone)]
+pub struct DenseAttention {
+    /// Logit scale; `None` means `1 / sqrt(head_dim)`.
+    #[module(skip)]
+    pub scale: Option<f64>,
+}
+
+impl DenseAttentionConfig {
+    /// Creates the method (it has no parameters; `device` is for symmetry).
+    pub fn init<B: Backend>(&self, _device: &B::Device) -> DenseAttention {
+        DenseAttention { scale: self.scale }
+    }
+}
+
+impl<B: Backend> AttentionMethod<B> for DenseAttention {
+    fn forward_cached(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        cache: &mut KvCache<B>,
+    ) -> AttnResult<AttnOutput<B>> {
+        check_new_tokens(&q, &k, &v)?;
+        cache.append(k, v, None)?;
+        let (k, v) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+        let options = AttnOptions { scale: self.scale, ..AttnOptions::causal() };
+        dense_attention(q, k, v, &options)
+    }
+}

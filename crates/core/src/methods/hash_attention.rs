@@ -1,0 +1,91 @@
+//! HashAttention: top-k by matching bits of learned signatures (Desai et al., 2025).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::method::{check_new_tokens, AttentionMethod};
+use super::sparse::select_then_attend;
+use crate::attend::AttnOutput;
+use crate::cache::KvCache;
+use crate::error::{AttnError, Result as AttnResult};
+use crate::hash::{matching_bits, HashMapping, HashMappingConfig};
+use crate::select::SparseBudget;
+
+/// Config of [`HashAttention`].
+#[derive(Config, Debug)]
+pub struct HashAttentionConfig {
+    /// The hash mappings (heads, bits, MLP shape); `key_heads` chooses signatures per
+    /// query head or shared per KV head.
+    pub mapping: HashMappingConfig,
+    /// Keys at the start of the context that every query sees.
+    #[config(default = 16)]
+    pub sink: usize,
+    /// Most recent keys every query sees.
+    #[config(default = 64)]
+    pub window: usize,
+    /// Keys chosen by signature score: a count when > 1, else a fraction of the context.
+    #[config(default = 0.03125)]
+    pub heavy: f64,
+    /// Logit scale; `None` means `1 / sqrt(head_dim)`.
+    pub scale: Option<f64>,
+}
+
+/// Sink + window + the top `heavy` keys by the number of signature bits they share with
+/// the query. Key signatures live in the KV cache and are computed once per token.
+#[derive(Module, Debug)]
+pub struct HashAttention<B: Backend> {
+    /// The learned query and key mappings.
+    pub mapping: HashMapping<B>,
+    /// Sink, window and heavy budget.
+    #[module(skip)]
+    pub budget: SparseBudget,
+    /// Logit scale; `None` means `1 / sqrt(head_dim)`.
+    #[module(skip)]
+    pub scale: Option<f64>,
+}
+
+impl HashAttentionConfig {
+    /// Creates the method with random mappings (train them, or load trained ones with
+    /// [`init_with`](Self::init_with)).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> AttnResult<HashAttention<B>> {
+        self.init_with(self.mapping.init(device)?)
+    }
+
+    /// Creates the method around given mappings.
+    pub fn init_with<B: Backend>(&self, mapping: HashMapping<B>) -> AttnResult<HashAttention<B>> {
+        let budget = SparseBudget { sink: self.sink, window: self.window, heavy: self.heavy };
+        budget.validate()?;
+        Ok(HashAttention { mapping, budget, scale: self.scale })
+    }
+}
+
+impl<B: Backend> AttentionMethod<B> for HashAttention<B> {
+    fn forward_cached(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        cache: &mut KvCache<B>,
+    ) -> AttnResult<AttnOutput<B>> {
+        check_new_tokens(&q, &k, &v)?;
+        let query_heads = q.dims()[1];
+        if query_heads != self.mapping.query_heads() {
+            return Err(AttnError::Shape {
+                name: "q",
+                expected: format!("{} query heads, as the hash mapping", self.mapping.query_heads()),
+                got: q.dims().to_vec(),
+            });
+        }
+        let signatures = self.mapping.key_signatures(k.clone())?;
+        cache.append(k, v, Some(signatures))?;
+        let (k, v) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+        let key_signatures = cache.key_signatures().unwrap().clone();
+        let query_signatures = self.mapping.query_signatures(q.clone())?;
+        let scorer = |start: usize, len: usize| {
+            let query = query_signatures.clone().narrow(2, start, len);
+            Ok(matching_bits(query, key_signatures.clone()))
+        };
+        select_then_attend(q, k, v, &self.budget, self.scale, Some(&scorer))
+    }
+}

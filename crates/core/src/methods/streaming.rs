@@ -1,0 +1,63 @@
+//! StreamingLLM: the first `sink` keys and the last `window` keys.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::method::{check_new_tokens, AttentionMethod};
+use super::sparse::select_then_attend;
+use crate::attend::AttnOutput;
+use crate::cache::KvCache;
+use crate::error::Result as AttnResult;
+use crate::select::SparseBudget;
+
+/// Config of [`StreamingAttention`].
+#[derive(Config, Debug)]
+pub struct StreamingAttentionConfig {
+    /// Keys at the start of the context that every query sees (attention sinks).
+    #[config(default = 4)]
+    pub sink: usize,
+    /// Most recent keys every query sees, its own included.
+    #[config(default = 256)]
+    pub window: usize,
+    /// Logit scale; `None` means `1 / sqrt(head_dim)`.
+    pub scale: Option<f64>,
+}
+
+/// Sink + sliding window attention (Xiao et al., StreamingLLM).
+#[derive(Module, Debug, Clone)]
+pub struct StreamingAttention {
+    /// The budget (heavy is 0).
+    #[module(skip)]
+    pub budget: SparseBudget,
+    /// Logit scale; `None` means `1 / sqrt(head_dim)`.
+    #[module(skip)]
+    pub scale: Option<f64>,
+}
+
+impl StreamingAttentionConfig {
+    /// Creates the method (no parameters).
+    pub fn init<B: Backend>(&self, _device: &B::Device) -> AttnResult<StreamingAttention> {
+        let budget = SparseBudget { sink: self.sink, window: self.window, heavy: 0.0 };
+        budget.validate()?;
+        if self.sink + self.window == 0 {
+            return Err(crate::error::AttnError::Config("streaming attention needs sink + window > 0".into()));
+        }
+        Ok(StreamingAttention { budget, scale: self.scale })
+    }
+}
+
+impl<B: Backend> AttentionMethod<B> for StreamingAttention {
+    fn forward_cached(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        cache: &mut KvCache<B>,
+    ) -> AttnResult<AttnOutput<B>> {
+        check_new_tokens(&q, &k, &v)?;
+        cache.append(k, v, None)?;
+        let (k, v) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+        select_then_attend(q, k, v, &self.budget, self.scale, None)
+    }
+}

@@ -1,0 +1,46 @@
+//! Select: which keys each query attends to, as index sets.
+
+mod budget;
+mod key_selection;
+mod scores;
+mod sink_window;
+mod top_k;
+
+pub use budget::SparseBudget;
+pub use key_selection::KeySelection;
+pub use scores::exact_scores;
+pub use sink_window::{sink_selection, window_selection};
+pub use top_k::top_k_selection;
+
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::attend::QueryPositions;
+use crate::error::Result;
+
+/// Sink + window + the top `heavy` keys by `scores`, merged without duplicates.
+///
+/// - `scores`: `[batch, query_heads, query_len, kv_len]`, or `None` for sink + window only
+/// - returns a selection `[batch, query_heads, query_len, n]`, keys sorted per query
+pub fn budget_selection<B: Backend>(
+    scores: Option<Tensor<B, 4>>,
+    positions: &QueryPositions,
+    [batch, heads, query_len]: [usize; 3],
+    budget: &SparseBudget,
+    device: &B::Device,
+) -> Result<KeySelection<B>> {
+    let dims = [batch, heads, query_len];
+    let kv_len = positions.kv_len;
+    let mut sets: Vec<KeySelection<B>> = Vec::with_capacity(3);
+    sets.extend(sink_selection(positions, dims, budget.sink, device));
+    sets.extend(window_selection(positions, dims, budget.sink, budget.window, device));
+    if let Some(scores) = scores {
+        let heavy = budget.heavy_count(kv_len);
+        sets.extend(top_k_selection(scores, positions, budget.sink, budget.window, heavy)?);
+    }
+    if sets.is_empty() {
+        return Err(crate::error::AttnError::Config(
+            "the budget selects no key: set sink, window or heavy".into(),
+        ));
+    }
+    KeySelection::union(sets, kv_len)
+}

@@ -1,0 +1,17 @@
+//! Exact scores: the oracle every top-k method approximates.
+
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::shape::{group_heads, ungroup_heads};
+
+/// Scaled logits `q . k * scale` of every query against every key.
+///
+/// - `q`: `[batch, query_heads, query_len, head_dim]`
+/// - `k`: `[batch, kv_heads, kv_len, head_dim]`
+/// - returns `[batch, query_heads, query_len, kv_len]`
+pub fn exact_scores<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, scale: f64) -> Tensor<B, 4> {
+    let [_, query_heads, _, _] = q.dims();
+    let kv_heads = k.dims()[1];
+    let logits = group_heads(q, kv_heads).matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+    ungroup_heads(logits, query_heads)
+}

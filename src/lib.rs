@@ -1,0 +1,1 @@
+pub use burn_sparse_attn_core::*;
