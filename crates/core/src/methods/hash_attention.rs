@@ -10,7 +10,9 @@ use crate::attend::AttnOutput;
 use crate::cache::KvCache;
 use crate::error::{AttnError, Result as AttnResult};
 use crate::hash::{matching_bits, HashMapping, HashMappingConfig};
-use crate::select::SparseBudget;
+use crate::attend::AttnOptions;
+use crate::select::{budget_selection, KeySelection, SparseBudget};
+use crate::shape::AttnShape;
 
 /// Config of [`HashAttention`].
 #[derive(Config, Debug)]
@@ -87,5 +89,22 @@ impl<B: Backend> AttentionMethod<B> for HashAttention<B> {
             Ok(matching_bits(query, key_signatures.clone()))
         };
         select_then_attend(q, k, v, &self.budget, self.scale, Some(&scorer))
+    }
+}
+
+impl<B: Backend> HashAttention<B> {
+    /// The keys that queries `q: [batch, query_heads, query_len, head_dim]`, at the last
+    /// `query_len` positions of `cache`, attend to: what [`AttentionMethod::forward_cached`]
+    /// selects, for inspection. The cache must hold this method's key signatures.
+    pub fn selection(&self, q: Tensor<B, 4>, cache: &KvCache<B>) -> AttnResult<KeySelection<B>> {
+        let (keys, signatures) = match (cache.keys(), cache.key_signatures()) {
+            (Some(k), Some(s)) => (k.clone(), s.clone()),
+            _ => return Err(AttnError::Cache("selection needs a cache filled by HashAttention".into())),
+        };
+        let shape = AttnShape::of(&q, &keys, &keys)?;
+        let positions = AttnOptions::causal().positions(&shape)?;
+        let scores = matching_bits(self.mapping.query_signatures(q.clone())?, signatures);
+        let dims = [shape.batch, shape.query_heads, shape.query_len];
+        budget_selection(Some(scores), &positions, dims, &self.budget, &q.device())
     }
 }
