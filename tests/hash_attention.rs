@@ -14,7 +14,9 @@ use common::*;
 fn host_pack(values: &[f32], bits: usize) -> Vec<u32> {
     values
         .chunks(bits)
-        .flat_map(|row| row.chunks(32).map(|w| w.iter().enumerate().map(|(i, x)| ((*x >= 0.0) as u32) << i).sum()))
+        .flat_map(|row| {
+            row.chunks(32).map(|w| w.iter().enumerate().map(|(i, x)| ((*x >= 0.0) as u32) << i).sum())
+        })
         .collect()
 }
 
@@ -39,7 +41,9 @@ fn matching_bits_equals_host_popcount_with_shared_key_heads() {
         for i in 0..4 {
             for j in 0..7 {
                 let kh = h / 3;
-                let want: u32 = (0..2).map(|w| (!(qw[(h * 4 + i) * 2 + w] ^ kw[(kh * 7 + j) * 2 + w])).count_ones()).sum();
+                let want: u32 = (0..2)
+                    .map(|w| (!(qw[(h * 4 + i) * 2 + w] ^ kw[(kh * 7 + j) * 2 + w])).count_ones())
+                    .sum();
                 assert_eq!(scores[(h * 4 + i) * 7 + j], want as f32);
             }
         }
@@ -59,7 +63,11 @@ fn bits_must_be_a_multiple_of_32() {
 
 /// A one-layer mapping with identity weights: signatures are sign(q) and sign(k).
 fn identity_mapping(heads: usize, key_heads: usize, dim: usize) -> HashMapping<B> {
-    let mut mapping = HashMappingConfig::new(dim, heads, key_heads).with_layers(1).with_bits(dim).init::<B>(&device()).unwrap();
+    let mut mapping = HashMappingConfig::new(dim, heads, key_heads)
+        .with_layers(1)
+        .with_bits(dim)
+        .init::<B>(&device())
+        .unwrap();
     for (mlp, h) in [(&mut mapping.query, heads), (&mut mapping.key, key_heads)] {
         let eye = Tensor::<B, 2>::eye(dim, &device()).unsqueeze_dim::<3>(0).repeat_dim(0, h);
         mlp.layers[0].weight = Param::from_tensor(eye);
@@ -72,7 +80,15 @@ fn identity_mapping(heads: usize, key_heads: usize, dim: usize) -> HashMapping<B
 fn sign_mapping_chooses_the_keys_a_direct_computation_says() {
     let (heads, kv_heads, dim, len) = (4, 2, 32, 41);
     let (sink, window, heavy) = (3, 4, 6);
-    let dims = Dims { batch: 1, query_heads: heads, kv_heads, query_len: len, kv_len: len, head_dim: dim, value_dim: 8 };
+    let dims = Dims {
+        batch: 1,
+        query_heads: heads,
+        kv_heads,
+        query_len: len,
+        kv_len: len,
+        head_dim: dim,
+        value_dim: 8,
+    };
     let (q, k, v) = dims.qkv(60);
     let config = HashAttentionConfig::new(HashMappingConfig::new(dim, heads, kv_heads))
         .with_sink(sink)
@@ -80,8 +96,22 @@ fn sign_mapping_chooses_the_keys_a_direct_computation_says() {
         .with_heavy(heavy as f64);
     let method = config.init_with(identity_mapping(heads, kv_heads, dim)).unwrap();
     let mut cache = KvCache::new();
-    method.prefill(q.clone().narrow(2, 0, len - 1), k.clone().narrow(2, 0, len - 1), v.clone().narrow(2, 0, len - 1), &mut cache).unwrap();
-    method.decode(q.clone().narrow(2, len - 1, 1), k.clone().narrow(2, len - 1, 1), v.clone().narrow(2, len - 1, 1), &mut cache).unwrap();
+    method
+        .prefill(
+            q.clone().narrow(2, 0, len - 1),
+            k.clone().narrow(2, 0, len - 1),
+            v.clone().narrow(2, 0, len - 1),
+            &mut cache,
+        )
+        .unwrap();
+    method
+        .decode(
+            q.clone().narrow(2, len - 1, 1),
+            k.clone().narrow(2, len - 1, 1),
+            v.clone().narrow(2, len - 1, 1),
+            &mut cache,
+        )
+        .unwrap();
     let selection = method.selection(q.clone(), &cache).unwrap();
 
     let (qv, kv) = (to_vec(q), to_vec(k));
@@ -97,7 +127,8 @@ fn sign_mapping_chooses_the_keys_a_direct_computation_says() {
                 qs.iter().zip(&ks).filter(|(a, b)| a == b).count()
             };
             let row = (h * len + i) * width;
-            let chosen: Vec<usize> = (0..width).filter(|&n| valid[row + n]).map(|n| indices[row + n] as usize).collect();
+            let chosen: Vec<usize> =
+                (0..width).filter(|&n| valid[row + n]).map(|n| indices[row + n] as usize).collect();
             let fixed: Vec<usize> = (0..=i).filter(|&j| j < sink || j + window > i).collect();
             let candidates: Vec<usize> = (sink..=i).filter(|&j| j + window <= i).collect();
             let heavy_chosen: Vec<usize> = chosen.iter().cloned().filter(|j| !fixed.contains(j)).collect();
@@ -105,7 +136,8 @@ fn sign_mapping_chooses_the_keys_a_direct_computation_says() {
             assert_eq!(heavy_chosen.len(), heavy.min(candidates.len()), "head {h} query {i}");
             // Ties allowed: every chosen key scores at least as high as every key left out.
             let worst_chosen = heavy_chosen.iter().map(|&j| score(j)).min().unwrap_or(usize::MAX);
-            let best_left = candidates.iter().filter(|j| !chosen.contains(j)).map(|&j| score(j)).max().unwrap_or(0);
+            let best_left =
+                candidates.iter().filter(|j| !chosen.contains(j)).map(|&j| score(j)).max().unwrap_or(0);
             assert!(worst_chosen >= best_left, "head {h} query {i}: chose {worst_chosen} over {best_left}");
         }
     }
@@ -113,7 +145,8 @@ fn sign_mapping_chooses_the_keys_a_direct_computation_says() {
 
 #[test]
 fn saved_mappings_load_back_identically() {
-    let config = HashMappingConfig::new(16, 3, 1).with_bits(64).with_hidden(24).with_activation(HashActivation::Gelu);
+    let config =
+        HashMappingConfig::new(16, 3, 1).with_bits(64).with_hidden(24).with_activation(HashActivation::Gelu);
     let mapping = config.init::<B>(&device()).unwrap();
     let q = randn([2, 3, 5, 16], 4);
     let k = randn([2, 1, 5, 16], 5);
@@ -134,6 +167,7 @@ fn saved_mappings_load_back_identically() {
 #[test]
 fn query_heads_must_match_the_mapping() {
     let method = HashAttentionConfig::new(HashMappingConfig::new(8, 4, 2)).init::<B>(&device()).unwrap();
-    let err = method.forward(randn([1, 2, 5, 8], 0), randn([1, 2, 5, 8], 1), randn([1, 2, 5, 8], 2)).unwrap_err();
+    let err =
+        method.forward(randn([1, 2, 5, 8], 0), randn([1, 2, 5, 8], 1), randn([1, 2, 5, 8], 2)).unwrap_err();
     assert!(matches!(err, AttnError::Shape { name: "q", .. }), "{err}");
 }

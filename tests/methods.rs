@@ -5,8 +5,8 @@ mod common;
 
 use burn::tensor::Tensor;
 use burn_sparse_attn::{
-    Attention, AttentionConfig, AttentionMethod, AttnError, AttnOutput, DenseAttentionConfig, HashAttentionConfig,
-    HashMappingConfig, KvCache, OracleTopKConfig, StreamingAttentionConfig,
+    Attention, AttentionConfig, AttentionMethod, AttnError, AttnOutput, DenseAttentionConfig,
+    HashAttentionConfig, HashMappingConfig, KvCache, OracleTopKConfig, StreamingAttentionConfig,
 };
 use common::*;
 
@@ -22,7 +22,9 @@ fn covering_methods(dims: &Dims, len: usize) -> Vec<AttentionConfig> {
         AttentionConfig::Streaming(StreamingAttentionConfig::new().with_sink(3).with_window(len - 3)),
         AttentionConfig::Streaming(StreamingAttentionConfig::new().with_sink(0).with_window(len + 5)),
         AttentionConfig::OracleTopK(OracleTopKConfig::new().with_sink(2).with_window(1).with_heavy(1.0)),
-        AttentionConfig::OracleTopK(OracleTopKConfig::new().with_sink(0).with_window(0).with_heavy(len as f64)),
+        AttentionConfig::OracleTopK(
+            OracleTopKConfig::new().with_sink(0).with_window(0).with_heavy(len as f64),
+        ),
         hash_config(dims, false, 1.0),
         hash_config(dims, true, 1.0),
     ]
@@ -38,7 +40,12 @@ fn run_prefill_then_decode(
     let len = q.dims()[2];
     let mut cache = KvCache::new();
     let part = |x: &Tensor<B, 4>, s: usize, l: usize| x.clone().narrow(2, s, l);
-    let mut outputs = vec![method.prefill(part(q, 0, prefix), part(k, 0, prefix), part(v, 0, prefix), &mut cache).unwrap().output];
+    let mut outputs = vec![
+        method
+            .prefill(part(q, 0, prefix), part(k, 0, prefix), part(v, 0, prefix), &mut cache)
+            .unwrap()
+            .output,
+    ];
     let mut start = prefix;
     while start < len {
         let l = step.min(len - start);
@@ -108,18 +115,34 @@ fn relative_error(config: AttentionConfig, qkv: &(Tensor<B, 4>, Tensor<B, 4>, Te
 
 #[test]
 fn error_against_dense_falls_as_the_heavy_budget_grows() {
-    let dims = Dims { batch: 1, query_heads: 4, kv_heads: 2, query_len: 96, kv_len: 96, head_dim: 32, value_dim: 32 };
+    let dims = Dims {
+        batch: 1,
+        query_heads: 4,
+        kv_heads: 2,
+        query_len: 96,
+        kv_len: 96,
+        head_dim: 32,
+        value_dim: 32,
+    };
     let (q, k, v) = dims.qkv(31);
     // Sharpen the attention so that top-k matters.
     let qkv = (q.mul_scalar(2.0), k, v);
     let heavies = [2.0, 8.0, 24.0, 48.0, 96.0];
     let oracle: Vec<f32> = heavies
         .iter()
-        .map(|&h| relative_error(AttentionConfig::OracleTopK(OracleTopKConfig::new().with_sink(1).with_window(1).with_heavy(h)), &qkv))
+        .map(|&h| {
+            relative_error(
+                AttentionConfig::OracleTopK(
+                    OracleTopKConfig::new().with_sink(1).with_window(1).with_heavy(h),
+                ),
+                &qkv,
+            )
+        })
         .collect();
     assert!(oracle.windows(2).all(|w| w[1] < w[0]), "oracle errors {oracle:?}");
     assert!(oracle[4] < 1e-5, "{oracle:?}");
-    let hash: Vec<f32> = heavies.iter().map(|&h| relative_error(hash_config(&dims, false, h), &qkv)).collect();
+    let hash: Vec<f32> =
+        heavies.iter().map(|&h| relative_error(hash_config(&dims, false, h), &qkv)).collect();
     assert!(hash[0] > hash[2] && hash[2] > hash[3] && hash[4] < 1e-5, "hash errors {hash:?}");
     // Exact scores choose better than random hash functions at the same budget.
     assert!(oracle[1] < hash[1], "oracle {oracle:?} hash {hash:?}");
@@ -128,7 +151,8 @@ fn error_against_dense_falls_as_the_heavy_budget_grows() {
 #[test]
 fn gradients_of_a_covering_sparse_method_equal_dense_gradients() {
     type AB = burn::backend::Autodiff<B>;
-    let dims = Dims { batch: 1, query_heads: 3, kv_heads: 1, query_len: 9, kv_len: 9, head_dim: 4, value_dim: 5 };
+    let dims =
+        Dims { batch: 1, query_heads: 3, kv_heads: 1, query_len: 9, kv_len: 9, head_dim: 4, value_dim: 5 };
     let weights: Tensor<AB, 4> = Tensor::from_data(randn([1, 3, 9, 5], 3).into_data(), &device());
     let grads = |config: AttentionConfig| {
         let to_ad = |t: Tensor<B, 4>| Tensor::<AB, 4>::from_data(t.into_data(), &device()).require_grad();
@@ -140,7 +164,9 @@ fn gradients_of_a_covering_sparse_method_equal_dense_gradients() {
         [q, k, v].map(|x| Tensor::<B, 4>::from_data(x.grad(&g).unwrap().into_data(), &device()))
     };
     let dense = grads(AttentionConfig::Dense(DenseAttentionConfig::new()));
-    let sparse = grads(AttentionConfig::OracleTopK(OracleTopKConfig::new().with_sink(1).with_window(1).with_heavy(1.0)));
+    let sparse = grads(AttentionConfig::OracleTopK(
+        OracleTopKConfig::new().with_sink(1).with_window(1).with_heavy(1.0),
+    ));
     for (d, s) in dense.into_iter().zip(sparse) {
         assert!(max_abs_diff(d, s) < 1e-4);
     }
@@ -163,11 +189,14 @@ fn cache_misuse_gives_clear_errors() {
     assert!(matches!(err, AttnError::Cache(_)), "{err}");
 
     // Keys of another head size.
-    let err = method.decode(step(&q), randn([2, 1, 1, 4], 0), randn([2, 1, 1, 6], 0), &mut cache).unwrap_err();
+    let err =
+        method.decode(step(&q), randn([2, 1, 1, 4], 0), randn([2, 1, 1, 6], 0), &mut cache).unwrap_err();
     assert!(matches!(err, AttnError::Shape { .. }), "{err}");
 
     // Different numbers of new queries and keys.
-    let err = method.decode(step(&q), k.clone().narrow(2, 0, 2), v.clone().narrow(2, 0, 2), &mut cache).unwrap_err();
+    let err = method
+        .decode(step(&q), k.clone().narrow(2, 0, 2), v.clone().narrow(2, 0, 2), &mut cache)
+        .unwrap_err();
     assert!(matches!(err, AttnError::Shape { name: "k", .. }), "{err}");
 }
 

@@ -4,7 +4,9 @@
 mod common;
 
 use burn::tensor::Tensor;
-use burn_sparse_attn::{dense_attention, ensure_finite, AttentionMethod, AttnError, AttnOptions, OracleTopKConfig};
+use burn_sparse_attn::{
+    dense_attention, ensure_finite, AttentionMethod, AttnError, AttnOptions, OracleTopKConfig,
+};
 use common::*;
 
 fn with_nan(x: Tensor<B, 4>, position: usize) -> Tensor<B, 4> {
@@ -32,7 +34,8 @@ fn nan_in_a_key_reaches_the_rows_that_see_it_and_top_k_skips_it() {
     let rows: Vec<bool> = (0..24).map(|r| r % 12 >= 3).collect();
     assert_eq!(nan_rows(dense.output), rows);
 
-    let method = OracleTopKConfig::new().with_sink(1).with_window(2).with_heavy(3.0).init::<B>(&device()).unwrap();
+    let method =
+        OracleTopKConfig::new().with_sink(1).with_window(2).with_heavy(3.0).init::<B>(&device()).unwrap();
     let sparse = method.forward(q, k, v).unwrap();
     // Key 3 is in the window of queries 3 and 4 only; later queries never select it.
     let rows: Vec<bool> = (0..24).map(|r| r % 12 == 3 || r % 12 == 4).collect();
@@ -44,5 +47,8 @@ fn ensure_finite_reports_nan_and_infinity() {
     let x = randn([1, 1, 3, 2], 0);
     assert!(ensure_finite(&x, "q").is_ok());
     assert_eq!(ensure_finite(&with_nan(x.clone(), 1), "q").unwrap_err(), AttnError::NonFinite("q"));
-    assert_eq!(ensure_finite(&x.slice_fill([0..1, 0..1, 0..1, 0..1], f32::INFINITY), "k").unwrap_err(), AttnError::NonFinite("k"));
+    assert_eq!(
+        ensure_finite(&x.slice_fill([0..1, 0..1, 0..1, 0..1], f32::INFINITY), "k").unwrap_err(),
+        AttnError::NonFinite("k")
+    );
 }

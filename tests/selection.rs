@@ -54,7 +54,10 @@ fn sink_and_window_are_what_their_definitions_say() {
 fn top_k_keeps_exactly_the_k_highest_scores_outside_sink_and_window() {
     let (tq, tk, sink, window, k) = (7, 23, 2, 3, 5);
     let scores_vec = randn_vec(2 * tq * tk, 42);
-    let scores = Tensor::<B, 4>::from_data(burn::tensor::TensorData::new(scores_vec.clone(), [1, 2, tq, tk]), &device());
+    let scores = Tensor::<B, 4>::from_data(
+        burn::tensor::TensorData::new(scores_vec.clone(), [1, 2, tq, tk]),
+        &device(),
+    );
     let pos = causal(tq, tk);
     let selection = top_k_selection(scores, &pos, sink, window, k).unwrap().unwrap();
     let sets = key_sets(&selection);
@@ -72,7 +75,11 @@ fn top_k_keeps_exactly_the_k_highest_scores_outside_sink_and_window() {
 
 #[test]
 fn union_removes_duplicates_and_sorts() {
-    let a = KeySelection::new(int_tensor(vec![3, 1, 4, 1], [1, 1, 1, 4]), Tensor::<B, 4, burn::tensor::Int>::ones([1, 1, 1, 4], &device()).bool()).unwrap();
+    let a = KeySelection::new(
+        int_tensor(vec![3, 1, 4, 1], [1, 1, 1, 4]),
+        Tensor::<B, 4, burn::tensor::Int>::ones([1, 1, 1, 4], &device()).bool(),
+    )
+    .unwrap();
     let b_valid = int_tensor(vec![1, 0, 1], [1, 1, 1, 3]).bool();
     let b = KeySelection::new(int_tensor(vec![5, 9, 3], [1, 1, 1, 3]), b_valid).unwrap();
     let union = KeySelection::union(vec![a, b], 10).unwrap();
@@ -104,11 +111,18 @@ fn impossible_budgets_and_indices_give_clear_errors() {
     let err = top_k_selection(randn([1, 1, 4, 6], 0), &pos, 0, 0, 7).unwrap_err();
     assert_eq!(err, AttnError::BudgetExceedsContext { budget: 7, context: 6 });
 
-    let bad = KeySelection::new(int_tensor(vec![0, 6], [1, 1, 1, 2]), Tensor::<B, 4, burn::tensor::Int>::ones([1, 1, 1, 2], &device()).bool()).unwrap();
+    let bad = KeySelection::new(
+        int_tensor(vec![0, 6], [1, 1, 1, 2]),
+        Tensor::<B, 4, burn::tensor::Int>::ones([1, 1, 1, 2], &device()).bool(),
+    )
+    .unwrap();
     assert_eq!(bad.check_in_range(6).unwrap_err(), AttnError::IndexOutOfRange { index: 6, context: 6 });
     assert!(bad.check_in_range(7).is_ok());
 
-    let mismatched = KeySelection::new(int_tensor(vec![0, 1], [1, 1, 1, 2]), Tensor::<B, 4, burn::tensor::Int>::ones([1, 1, 2, 1], &device()).bool());
+    let mismatched = KeySelection::new(
+        int_tensor(vec![0, 1], [1, 1, 1, 2]),
+        Tensor::<B, 4, burn::tensor::Int>::ones([1, 1, 2, 1], &device()).bool(),
+    );
     assert!(matches!(mismatched.unwrap_err(), AttnError::Shape { name: "valid", .. }));
 
     for heavy in [-1.0, f64::NAN, 2.5] {

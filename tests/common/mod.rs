@@ -172,6 +172,14 @@ pub fn odd_dims() -> Vec<Dims> {
         Dims { batch: 1, query_heads: 2, kv_heads: 2, query_len: 13, kv_len: 13, head_dim: 8, value_dim: 8 },
         Dims { batch: 2, query_heads: 3, kv_heads: 1, query_len: 7, kv_len: 19, head_dim: 5, value_dim: 6 },
         Dims { batch: 1, query_heads: 4, kv_heads: 1, query_len: 1, kv_len: 37, head_dim: 16, value_dim: 16 },
-        Dims { batch: 2, query_heads: 8, kv_heads: 2, query_len: 29, kv_len: 29, head_dim: 32, value_dim: 24 },
+        Dims {
+            batch: 2,
+            query_heads: 8,
+            kv_heads: 2,
+            query_len: 29,
+            kv_len: 29,
+            head_dim: 32,
+            value_dim: 24,
+        },
     ]
 }

@@ -2,7 +2,7 @@
 
 use burn::tensor::{backend::Backend, Int, Tensor};
 
-use crate::error::{AttnError, Result};
+use crate::error::{AttnError, AttnResult};
 
 /// Keys and values of the tokens seen so far, and, for HashAttention, their packed key
 /// signatures, so that decoding never recomputes them.
@@ -70,7 +70,7 @@ impl<B: Backend> KvCache<B> {
         keys: Tensor<B, 4>,
         values: Tensor<B, 4>,
         key_signatures: Option<Tensor<B, 4, Int>>,
-    ) -> Result<()> {
+    ) -> AttnResult<()> {
         let [kb, kh, kt, _] = keys.dims();
         let [vb, vh, vt, _] = values.dims();
         if (vb, vh, vt) != (kb, kh, kt) {
@@ -79,7 +79,11 @@ impl<B: Backend> KvCache<B> {
         if let Some(sig) = &key_signatures {
             let [sb, _, st, _] = sig.dims();
             if (sb, st) != (kb, kt) {
-                return Err(shape_error("key signatures", format!("[{kb}, key_heads, {kt}, words]"), sig.dims()));
+                return Err(shape_error(
+                    "key signatures",
+                    format!("[{kb}, key_heads, {kt}, words]"),
+                    sig.dims(),
+                ));
             }
         }
         if !self.is_empty() && self.key_signatures.is_some() != key_signatures.is_some() {
@@ -101,14 +105,18 @@ fn extend<B: Backend, K: burn::tensor::BasicOps<B>>(
     old: Option<Tensor<B, 4, K>>,
     new: Tensor<B, 4, K>,
     name: &'static str,
-) -> Result<Tensor<B, 4, K>> {
+) -> AttnResult<Tensor<B, 4, K>> {
     match old {
         None => Ok(new),
         Some(old) => {
             let [b, h, _, d] = old.dims();
             let [nb, nh, _, nd] = new.dims();
             if (nb, nh, nd) != (b, h, d) {
-                return Err(shape_error(name, format!("[{b}, {h}, new_len, {d}] like the cache"), new.dims()));
+                return Err(shape_error(
+                    name,
+                    format!("[{b}, {h}, new_len, {d}] like the cache"),
+                    new.dims(),
+                ));
             }
             Ok(Tensor::cat(vec![old, new], 2))
         }

@@ -77,4 +77,4 @@ pub enum AttnError {
 }
 
 /// Result of a fallible attention call.
-pub type Result<T> = core::result::Result<T, AttnError>;
+pub type AttnResult<T> = core::result::Result<T, AttnError>;

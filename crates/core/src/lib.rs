@@ -21,13 +21,12 @@ mod shape;
 
 pub use attend::{dense_attention, gather_attention, merge, AttnOptions, AttnOutput, QueryPositions};
 pub use cache::KvCache;
-pub use error::{AttnError, Result};
+pub use error::{AttnError, AttnResult};
 pub use finite::ensure_finite;
 pub use hash::{HashActivation, HashMapping, HashMappingConfig};
 pub use methods::{
     Attention, AttentionConfig, AttentionMethod, DenseAttention, DenseAttentionConfig, HashAttention,
-    HashAttentionConfig, OracleTopKAttention, OracleTopKConfig, StreamingAttention,
-    StreamingAttentionConfig,
+    HashAttentionConfig, OracleTopKAttention, OracleTopKConfig, StreamingAttention, StreamingAttentionConfig,
 };
 pub use select::{KeySelection, SparseBudget};
 pub use shape::AttnShape;

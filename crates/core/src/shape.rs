@@ -2,7 +2,7 @@
 
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::error::{AttnError, Result};
+use crate::error::{AttnError, AttnResult};
 
 /// The sizes of one attention call, checked once at its entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct AttnShape {
 impl AttnShape {
     /// Checks `q: [batch, query_heads, query_len, head_dim]`,
     /// `k: [batch, kv_heads, kv_len, head_dim]`, `v: [batch, kv_heads, kv_len, value_dim]`.
-    pub fn of<B: Backend>(q: &Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4>) -> Result<Self> {
+    pub fn of<B: Backend>(q: &Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4>) -> AttnResult<Self> {
         let [batch, query_heads, query_len, head_dim] = q.dims();
         let [kb, kv_heads, kv_len, kd] = k.dims();
         let [vb, vh, vl, value_dim] = v.dims();

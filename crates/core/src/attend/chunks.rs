@@ -7,10 +7,7 @@ const MAX_CHUNK_ELEMENTS: usize = 1 << 24;
 /// `len * elements_per_query` stays under a fixed memory bound.
 pub(crate) fn query_chunks(query_len: usize, elements_per_query: usize) -> Vec<(usize, usize)> {
     let per_chunk = (MAX_CHUNK_ELEMENTS / elements_per_query.max(1)).clamp(1, query_len.max(1));
-    (0..query_len)
-        .step_by(per_chunk)
-        .map(|start| (start, per_chunk.min(query_len - start)))
-        .collect()
+    (0..query_len).step_by(per_chunk).map(|start| (start, per_chunk.min(query_len - start))).collect()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::options::{AttnOptions, QueryPositions};
 use super::output::AttnOutput;
 use super::positions::{future_mask, last_visible_keys};
 use super::softmax::masked_softmax;
-use crate::error::Result;
+use crate::error::AttnResult;
 use crate::shape::{group_heads, ungroup_heads, AttnShape};
 
 /// Exact softmax attention.
@@ -27,7 +27,7 @@ pub fn dense_attention<B: Backend>(
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
     options: &AttnOptions,
-) -> Result<AttnOutput<B>> {
+) -> AttnResult<AttnOutput<B>> {
     let shape = AttnShape::of(&q, &k, &v)?;
     let positions = options.positions(&shape)?;
     let scale = options.scale_for(shape.head_dim);
@@ -55,9 +55,12 @@ fn dense_chunk<B: Backend>(
     let logits = group_heads(q, shape.kv_heads).matmul(k.swap_dims(2, 3)).mul_scalar(scale);
     let invalid = positions.causal.then(|| {
         let last = last_visible_keys::<B>(positions, len, shape.groups(), &logits.device());
-        future_mask(last, shape.kv_len)
-            .reshape([1, 1, rows, shape.kv_len])
-            .expand([batch, shape.kv_heads, rows, shape.kv_len])
+        future_mask(last, shape.kv_len).reshape([1, 1, rows, shape.kv_len]).expand([
+            batch,
+            shape.kv_heads,
+            rows,
+            shape.kv_len,
+        ])
     });
     let (probs, lse) = masked_softmax(logits, invalid);
     let output = ungroup_heads(probs.matmul(v), shape.query_heads);

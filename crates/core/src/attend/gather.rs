@@ -5,7 +5,7 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 use super::chunks::query_chunks;
 use super::output::AttnOutput;
 use super::softmax::masked_softmax;
-use crate::error::{AttnError, Result};
+use crate::error::{AttnError, AttnResult};
 use crate::select::KeySelection;
 use crate::shape::{group_heads, ungroup_heads, AttnShape};
 
@@ -26,7 +26,7 @@ pub fn gather_attention<B: Backend>(
     v: Tensor<B, 4>,
     selection: &KeySelection<B>,
     scale: f64,
-) -> Result<AttnOutput<B>> {
+) -> AttnResult<AttnOutput<B>> {
     let shape = AttnShape::of(&q, &k, &v)?;
     let [b, h, t, _] = selection.dims();
     if (b, h, t) != (shape.batch, shape.query_heads, shape.query_len) {
@@ -78,9 +78,13 @@ fn gather_chunk<B: Backend>(
     let flat = flat_key_rows(rows_of(selection.indices), shape.kv_len);
     let gather = |x: Tensor<B, 4>| {
         let dim = x.dims()[3];
-        x.reshape([batch * shape.kv_heads * shape.kv_len, dim])
-            .select(0, flat.clone())
-            .reshape([batch, shape.kv_heads, rows, width, dim])
+        x.reshape([batch * shape.kv_heads * shape.kv_len, dim]).select(0, flat.clone()).reshape([
+            batch,
+            shape.kv_heads,
+            rows,
+            width,
+            dim,
+        ])
     };
     let keys = gather(k);
     let values = gather(v);

@@ -3,14 +3,14 @@
 use burn::tensor::backend::Backend;
 
 use super::output::AttnOutput;
-use crate::error::{AttnError, Result};
+use crate::error::{AttnError, AttnResult};
 
 /// Merges two partial results by their log-sum-exp: attention over keys `A` and over keys
 /// `B` (disjoint) gives exactly attention over `A ∪ B`.
 ///
 /// Both parts: output `[batch, heads, queries, value_dim]`, lse `[batch, heads, queries]`.
 /// A part with `lse = -inf` (no key) contributes nothing.
-pub fn merge<B: Backend>(a: AttnOutput<B>, b: AttnOutput<B>) -> Result<AttnOutput<B>> {
+pub fn merge<B: Backend>(a: AttnOutput<B>, b: AttnOutput<B>) -> AttnResult<AttnOutput<B>> {
     if a.output.dims() != b.output.dims() || a.lse.dims() != b.lse.dims() {
         return Err(AttnError::Shape {
             name: "merge",

@@ -9,10 +9,10 @@ mod output;
 pub(crate) mod positions;
 mod softmax;
 
+pub(crate) use chunks::query_chunks;
 pub use dense::dense_attention;
 pub use gather::gather_attention;
 pub(crate) use gather::gather_attention_unchecked;
 pub use merge::merge;
 pub use options::{AttnOptions, QueryPositions};
 pub use output::AttnOutput;
-pub(crate) use chunks::query_chunks;

@@ -1,6 +1,6 @@
 //! Options shared by every attention call: causality, query positions, scale.
 
-use crate::error::{AttnError, Result};
+use crate::error::{AttnError, AttnResult};
 use crate::shape::AttnShape;
 
 /// How queries see keys.
@@ -54,18 +54,16 @@ impl AttnOptions {
     }
 
     /// Resolves where queries sit among the keys, checking that they fit.
-    pub fn positions(&self, shape: &AttnShape) -> Result<QueryPositions> {
+    pub fn positions(&self, shape: &AttnShape) -> AttnResult<QueryPositions> {
         let (q, kv) = (shape.query_len, shape.kv_len);
         if !self.causal {
             return Ok(QueryPositions { offset: 0, causal: false, kv_len: kv });
         }
         let offset = match self.query_offset {
             Some(offset) => offset,
-            None => kv.checked_sub(q).ok_or(AttnError::QueriesPastContext {
-                offset: 0,
-                end: q,
-                context: kv,
-            })?,
+            None => {
+                kv.checked_sub(q).ok_or(AttnError::QueriesPastContext { offset: 0, end: q, context: kv })?
+            }
         };
         if offset + q > kv {
             return Err(AttnError::QueriesPastContext { offset, end: offset + q, context: kv });

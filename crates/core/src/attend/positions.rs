@@ -21,14 +21,10 @@ pub(crate) fn last_visible_keys<B: Backend>(
 }
 
 /// `[rows, kv_len]` mask, true where key `j` is in the future of the row's query.
-pub(crate) fn future_mask<B: Backend>(
-    last_visible: Tensor<B, 1, Int>,
-    kv_len: usize,
-) -> Tensor<B, 2, Bool> {
+pub(crate) fn future_mask<B: Backend>(last_visible: Tensor<B, 1, Int>, kv_len: usize) -> Tensor<B, 2, Bool> {
     let rows = last_visible.dims()[0];
     let device = last_visible.device();
-    let keys = Tensor::<B, 1, Int>::arange(0..kv_len as i64, &device)
-        .reshape([1, kv_len])
-        .expand([rows, kv_len]);
+    let keys =
+        Tensor::<B, 1, Int>::arange(0..kv_len as i64, &device).reshape([1, kv_len]).expand([rows, kv_len]);
     keys.greater(last_visible.reshape([rows, 1]).expand([rows, kv_len]))
 }

@@ -9,7 +9,7 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 
 use super::mlp::{HashActivation, HeadwiseMlp, HeadwiseMlpConfig};
 use super::signature::{matching_bits, pack_signs, words_for_bits};
-use crate::error::{AttnError, Result as AttnResult};
+use crate::error::{AttnError, AttnResult};
 
 /// Config of a [`HashMapping`]. Defaults follow the paper: 3 layers, 128 wide, 32 bits, SiLU.
 #[derive(Config, Debug)]

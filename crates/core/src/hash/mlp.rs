@@ -6,7 +6,7 @@ use burn::tensor::{activation, backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::headwise_linear::{HeadwiseLinear, HeadwiseLinearConfig};
-use crate::error::{AttnError, Result as AttnResult};
+use crate::error::{AttnError, AttnResult};
 
 /// Non-linearity between the layers of a [`HeadwiseMlp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,14 +2,14 @@
 
 use burn::tensor::{backend::Backend, ElementConversion, Int, Tensor};
 
-use crate::error::{AttnError, Result};
+use crate::error::{AttnError, AttnResult};
 use crate::shape::{group_heads, ungroup_heads};
 
 /// Bits per packed word.
 pub const WORD_BITS: usize = 32;
 
 /// Checks that `bits` is a positive multiple of 32 and returns the number of words.
-pub fn words_for_bits(bits: usize) -> Result<usize> {
+pub fn words_for_bits(bits: usize) -> AttnResult<usize> {
     if bits == 0 || bits % WORD_BITS != 0 {
         return Err(AttnError::BitsNotMultipleOf32(bits));
     }
@@ -20,7 +20,7 @@ pub fn words_for_bits(bits: usize) -> Result<usize> {
 /// words: bit `i % 32` of word `i / 32` is 1 where `codes[.., i] >= 0`.
 ///
 /// Each word holds its 32 bits in the low 32 bits of the backend's int element.
-pub fn pack_signs<B: Backend>(codes: Tensor<B, 4>) -> Result<Tensor<B, 4, Int>> {
+pub fn pack_signs<B: Backend>(codes: Tensor<B, 4>) -> AttnResult<Tensor<B, 4, Int>> {
     let [b, h, t, bits] = codes.dims();
     let words = words_for_bits(bits)?;
     let shifts = bit_positions::<B>(&codes.device());

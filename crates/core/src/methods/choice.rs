@@ -11,7 +11,7 @@ use super::oracle_top_k::{OracleTopKAttention, OracleTopKConfig};
 use super::streaming::{StreamingAttention, StreamingAttentionConfig};
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;
-use crate::error::Result as AttnResult;
+use crate::error::AttnResult;
 
 /// Which attention method to build, with its options.
 #[derive(Config, Debug)]

@@ -7,7 +7,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use super::method::{check_new_tokens, AttentionMethod};
 use crate::attend::{dense_attention, AttnOptions, AttnOutput};
 use crate::cache::KvCache;
-use crate::error::Result as AttnResult;
+use crate::error::AttnResult;
 
 /// Config of [`DenseAttention`].
 #[derive(Config, Debug)]

@@ -6,11 +6,11 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::method::{check_new_tokens, AttentionMethod};
 use super::sparse::select_then_attend;
+use crate::attend::AttnOptions;
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;
-use crate::error::{AttnError, Result as AttnResult};
+use crate::error::{AttnError, AttnResult};
 use crate::hash::{matching_bits, HashMapping, HashMappingConfig};
-use crate::attend::AttnOptions;
 use crate::select::{budget_selection, KeySelection, SparseBudget};
 use crate::shape::AttnShape;
 

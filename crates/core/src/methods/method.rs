@@ -4,7 +4,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;
-use crate::error::{AttnError, Result};
+use crate::error::{AttnError, AttnResult};
 
 /// Causal self-attention with a KV cache: the calls a model makes, whatever the method.
 ///
@@ -21,7 +21,7 @@ pub trait AttentionMethod<B: Backend> {
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         cache: &mut KvCache<B>,
-    ) -> Result<AttnOutput<B>>;
+    ) -> AttnResult<AttnOutput<B>>;
 
     /// Starts a sequence: like [`forward_cached`](Self::forward_cached), but errors when
     /// `cache` already holds tokens (of an earlier sequence, most likely).
@@ -31,7 +31,7 @@ pub trait AttentionMethod<B: Backend> {
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         cache: &mut KvCache<B>,
-    ) -> Result<AttnOutput<B>> {
+    ) -> AttnResult<AttnOutput<B>> {
         if !cache.is_empty() {
             return Err(AttnError::Cache(format!(
                 "prefill needs an empty cache, this one holds {} tokens (call clear())",
@@ -49,12 +49,12 @@ pub trait AttentionMethod<B: Backend> {
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         cache: &mut KvCache<B>,
-    ) -> Result<AttnOutput<B>> {
+    ) -> AttnResult<AttnOutput<B>> {
         self.forward_cached(q, k, v, cache)
     }
 
     /// Causal attention over `k`, `v` without keeping a cache (training, scoring).
-    fn forward(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Result<AttnOutput<B>> {
+    fn forward(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> AttnResult<AttnOutput<B>> {
         self.forward_cached(q, k, v, &mut KvCache::new())
     }
 }
@@ -64,7 +64,7 @@ pub(crate) fn check_new_tokens<B: Backend>(
     q: &Tensor<B, 4>,
     k: &Tensor<B, 4>,
     v: &Tensor<B, 4>,
-) -> Result<()> {
+) -> AttnResult<()> {
     crate::shape::AttnShape::of(q, k, v)?;
     let (ql, kl) = (q.dims()[2], k.dims()[2]);
     if ql != kl {

@@ -8,7 +8,7 @@ use super::method::{check_new_tokens, AttentionMethod};
 use super::sparse::select_then_attend;
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;
-use crate::error::Result as AttnResult;
+use crate::error::AttnResult;
 use crate::select::{exact_scores, SparseBudget};
 
 /// Config of [`OracleTopKAttention`].
@@ -60,9 +60,8 @@ impl<B: Backend> AttentionMethod<B> for OracleTopKAttention {
         cache.append(k, v, None)?;
         let (k, v) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
         let scale = self.scale.unwrap_or(1.0 / (q.dims()[3] as f64).sqrt());
-        let scorer = |start: usize, len: usize| {
-            Ok(exact_scores(q.clone().narrow(2, start, len), k.clone(), scale))
-        };
+        let scorer =
+            |start: usize, len: usize| Ok(exact_scores(q.clone().narrow(2, start, len), k.clone(), scale));
         select_then_attend(q.clone(), k.clone(), v, &self.budget, self.scale, Some(&scorer))
     }
 }

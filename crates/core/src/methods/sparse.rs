@@ -3,7 +3,7 @@
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::attend::{gather_attention_unchecked, AttnOptions, AttnOutput};
-use crate::error::Result;
+use crate::error::AttnResult;
 use crate::select::{budget_selection, SparseBudget};
 use crate::shape::AttnShape;
 
@@ -19,8 +19,8 @@ pub(crate) fn select_then_attend<B: Backend>(
     v: Tensor<B, 4>,
     budget: &SparseBudget,
     scale: Option<f64>,
-    scorer: Option<&dyn Fn(usize, usize) -> Result<Tensor<B, 4>>>,
-) -> Result<AttnOutput<B>> {
+    scorer: Option<&dyn Fn(usize, usize) -> AttnResult<Tensor<B, 4>>>,
+) -> AttnResult<AttnOutput<B>> {
     budget.validate()?;
     let shape = AttnShape::of(&q, &k, &v)?;
     let mut options = AttnOptions::causal();

@@ -8,7 +8,7 @@ use super::method::{check_new_tokens, AttentionMethod};
 use super::sparse::select_then_attend;
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;
-use crate::error::Result as AttnResult;
+use crate::error::AttnResult;
 use crate::select::SparseBudget;
 
 /// Config of [`StreamingAttention`].
@@ -41,7 +41,9 @@ impl StreamingAttentionConfig {
         let budget = SparseBudget { sink: self.sink, window: self.window, heavy: 0.0 };
         budget.validate()?;
         if self.sink + self.window == 0 {
-            return Err(crate::error::AttnError::Config("streaming attention needs sink + window > 0".into()));
+            return Err(crate::error::AttnError::Config(
+                "streaming attention needs sink + window > 0".into(),
+            ));
         }
         Ok(StreamingAttention { budget, scale: self.scale })
     }

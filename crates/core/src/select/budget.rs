@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{AttnError, Result};
+use crate::error::{AttnError, AttnResult};
 
 /// How many keys a query attends to: the first `sink`, the last `window`, and `heavy` more
 /// chosen by a score.
@@ -20,7 +20,7 @@ pub struct SparseBudget {
 
 impl SparseBudget {
     /// Checks the budget: `heavy` finite and non-negative, and whole when it is a count.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> AttnResult<()> {
         let h = self.heavy;
         if !h.is_finite() || h < 0.0 || (h > 1.0 && h.fract() != 0.0) {
             return Err(AttnError::Config(format!(
@@ -32,11 +32,8 @@ impl SparseBudget {
 
     /// Heavy keys for a context of `kv_len` keys, at most the context.
     pub fn heavy_count(&self, kv_len: usize) -> usize {
-        let count = if self.heavy > 1.0 {
-            self.heavy as usize
-        } else {
-            (self.heavy * kv_len as f64).ceil() as usize
-        };
+        let count =
+            if self.heavy > 1.0 { self.heavy as usize } else { (self.heavy * kv_len as f64).ceil() as usize };
         count.min(kv_len)
     }
 

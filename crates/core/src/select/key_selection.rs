@@ -2,7 +2,7 @@
 
 use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
-use crate::error::{AttnError, Result};
+use crate::error::{AttnError, AttnResult};
 
 /// The keys each query attends to, as indices into the context, never a dense mask.
 ///
@@ -19,7 +19,7 @@ pub struct KeySelection<B: Backend> {
 
 impl<B: Backend> KeySelection<B> {
     /// A selection from indices and validity of the same shape.
-    pub fn new(indices: Tensor<B, 4, Int>, valid: Tensor<B, 4, Bool>) -> Result<Self> {
+    pub fn new(indices: Tensor<B, 4, Int>, valid: Tensor<B, 4, Bool>) -> AttnResult<Self> {
         if indices.dims() != valid.dims() {
             return Err(AttnError::Shape {
                 name: "valid",
@@ -46,7 +46,7 @@ impl<B: Backend> KeySelection<B> {
     }
 
     /// Checks that every valid index lies in `0..kv_len` (reads the data back).
-    pub fn check_in_range(&self, kv_len: usize) -> Result<()> {
+    pub fn check_in_range(&self, kv_len: usize) -> AttnResult<()> {
         let marked = self.indices.clone().mask_fill(self.valid.clone().bool_not(), 0);
         let min: i64 = marked.clone().min().into_scalar().elem();
         let max: i64 = marked.max().into_scalar().elem();
@@ -60,7 +60,7 @@ impl<B: Backend> KeySelection<B> {
 
     /// The union of several selections of the same `[batch, heads, queries]`, without
     /// duplicates, each query's keys sorted ascending (padding last).
-    pub fn union(sets: Vec<Self>, kv_len: usize) -> Result<Self> {
+    pub fn union(sets: Vec<Self>, kv_len: usize) -> AttnResult<Self> {
         let first = sets.first().ok_or(AttnError::Config("union of no selection".into()))?;
         let [b, h, t, _] = first.dims();
         let mut marked = Vec::with_capacity(sets.len());
@@ -80,10 +80,7 @@ impl<B: Backend> KeySelection<B> {
         let device = sorted.device();
         let before_first = Tensor::<B, 4, Int>::full([b, h, t, 1], -1, &device);
         let previous = Tensor::cat(vec![before_first, sorted.clone().narrow(3, 0, n - 1)], 3);
-        let valid = sorted
-            .clone()
-            .lower_elem(kv_len as i64)
-            .bool_and(sorted.clone().not_equal(previous));
+        let valid = sorted.clone().lower_elem(kv_len as i64).bool_and(sorted.clone().not_equal(previous));
         let indices = sorted.clamp_max(kv_len as i64 - 1);
         Ok(Self { indices, valid })
     }
@@ -94,12 +91,7 @@ impl<B: Backend> KeySelection<B> {
         let [b, h, t, _] = self.dims();
         let counts = Tensor::<B, 4, Int>::zeros([b, h, t, kv_len], &self.indices.device());
         counts
-            .scatter(
-                3,
-                self.indices.clone(),
-                self.valid.clone().int(),
-                burn::tensor::IndexingUpdateOp::Add,
-            )
+            .scatter(3, self.indices.clone(), self.valid.clone().int(), burn::tensor::IndexingUpdateOp::Add)
             .greater_elem(0)
     }
 }

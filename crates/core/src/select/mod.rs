@@ -15,7 +15,7 @@ pub use top_k::top_k_selection;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::attend::QueryPositions;
-use crate::error::Result;
+use crate::error::AttnResult;
 
 /// Sink + window + the top `heavy` keys by `scores`, merged without duplicates.
 ///
@@ -27,7 +27,7 @@ pub fn budget_selection<B: Backend>(
     [batch, heads, query_len]: [usize; 3],
     budget: &SparseBudget,
     device: &B::Device,
-) -> Result<KeySelection<B>> {
+) -> AttnResult<KeySelection<B>> {
     let dims = [batch, heads, query_len];
     let kv_len = positions.kv_len;
     let mut sets: Vec<KeySelection<B>> = Vec::with_capacity(3);

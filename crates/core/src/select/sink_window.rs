@@ -11,8 +11,7 @@ fn last_visible<B: Backend>(
     query_len: usize,
     device: &B::Device,
 ) -> Tensor<B, 2, Int> {
-    crate::attend::positions::last_visible_keys::<B>(positions, query_len, 1, device)
-        .reshape([query_len, 1])
+    crate::attend::positions::last_visible_keys::<B>(positions, query_len, 1, device).reshape([query_len, 1])
 }
 
 /// The first `sink` keys (at most the context), each valid for the queries that may see it.
@@ -29,9 +28,8 @@ pub fn sink_selection<B: Backend>(
     if width == 0 {
         return None;
     }
-    let keys = Tensor::<B, 1, Int>::arange(0..width as i64, device)
-        .reshape([1, width])
-        .expand([query_len, width]);
+    let keys =
+        Tensor::<B, 1, Int>::arange(0..width as i64, device).reshape([1, width]).expand([query_len, width]);
     let last = last_visible::<B>(positions, query_len, device).expand([query_len, width]);
     let valid = keys.clone().lower_equal(last);
     Some(expand_selection(keys, valid, [batch, heads]))
@@ -53,9 +51,8 @@ pub fn window_selection<B: Backend>(
         return None;
     }
     let last = last_visible::<B>(positions, query_len, device).expand([query_len, width]);
-    let steps = Tensor::<B, 1, Int>::arange(0..width as i64, device)
-        .reshape([1, width])
-        .expand([query_len, width]);
+    let steps =
+        Tensor::<B, 1, Int>::arange(0..width as i64, device).reshape([1, width]).expand([query_len, width]);
     let keys = last.sub_scalar(width as i64 - 1).add(steps);
     let valid = keys.clone().greater_equal_elem(sink as i64);
     let keys = keys.clamp(0, positions.kv_len as i64 - 1);

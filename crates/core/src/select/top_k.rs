@@ -4,7 +4,7 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 
 use super::key_selection::KeySelection;
 use crate::attend::QueryPositions;
-use crate::error::{AttnError, Result};
+use crate::error::{AttnError, AttnResult};
 
 /// The `k` highest-scoring keys of each query among the keys in `sink..=last - window`
 /// (causal) that sink and window leave out.
@@ -21,7 +21,7 @@ pub fn top_k_selection<B: Backend>(
     sink: usize,
     window: usize,
     k: usize,
-) -> Result<Option<KeySelection<B>>> {
+) -> AttnResult<Option<KeySelection<B>>> {
     let [batch, heads, query_len, kv_len] = scores.dims();
     if k > kv_len {
         return Err(AttnError::BudgetExceedsContext { budget: k, context: kv_len });
