@@ -44,7 +44,7 @@ impl AttnShape {
                 got: v.dims().to_vec(),
             });
         }
-        if kv_heads == 0 || query_heads % kv_heads != 0 {
+        if kv_heads == 0 || !query_heads.is_multiple_of(kv_heads) {
             return Err(AttnError::HeadsNotDivisible { query_heads, kv_heads });
         }
         if kv_len == 0 {

@@ -49,7 +49,7 @@ impl HashMappingConfig {
     /// Checks bits and heads.
     pub fn validate(&self) -> AttnResult<()> {
         words_for_bits(self.bits)?;
-        if self.key_heads == 0 || self.query_heads % self.key_heads != 0 {
+        if self.key_heads == 0 || !self.query_heads.is_multiple_of(self.key_heads) {
             return Err(AttnError::HeadsNotDivisible {
                 query_heads: self.query_heads,
                 kv_heads: self.key_heads,
@@ -97,7 +97,7 @@ impl<B: Backend> HashMapping<B> {
     pub fn key_codes(&self, k: Tensor<B, 4>) -> AttnResult<Tensor<B, 4>> {
         let key_heads = self.key_heads();
         let [b, kv_heads, t, d] = k.dims();
-        if kv_heads == 0 || key_heads % kv_heads != 0 {
+        if kv_heads == 0 || !key_heads.is_multiple_of(kv_heads) {
             return Err(AttnError::HeadsNotDivisible { query_heads: key_heads, kv_heads });
         }
         let groups = key_heads / kv_heads;

@@ -10,7 +10,7 @@ pub const WORD_BITS: usize = 32;
 
 /// Checks that `bits` is a positive multiple of 32 and returns the number of words.
 pub fn words_for_bits(bits: usize) -> AttnResult<usize> {
-    if bits == 0 || bits % WORD_BITS != 0 {
+    if bits == 0 || !bits.is_multiple_of(WORD_BITS) {
         return Err(AttnError::BitsNotMultipleOf32(bits));
     }
     Ok(bits / WORD_BITS)
