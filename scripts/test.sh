@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command of README.md: installs what the tests need, then runs every test of the
+# workspace (unit, integration, doc tests; examples are built) on the ndarray backend.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust (https://rustup.rs) first" >&2
+  exit 1
+fi
+
+cargo test --workspace --locked
