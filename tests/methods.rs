@@ -6,7 +6,8 @@ mod common;
 use burn::tensor::Tensor;
 use burn_sparse_attn::{
     Attention, AttentionConfig, AttentionMethod, AttnError, AttnOutput, DenseAttentionConfig,
-    HashAttentionConfig, HashMappingConfig, KvCache, OracleTopKConfig, StreamingAttentionConfig,
+    HashAttentionConfig, HashMappingConfig, HipAttentionConfig, KvCache, OracleTopKConfig,
+    StreamingAttentionConfig,
 };
 use common::*;
 
@@ -27,6 +28,8 @@ fn covering_methods(dims: &Dims, len: usize) -> Vec<AttentionConfig> {
         ),
         hash_config(dims, false, 1.0),
         hash_config(dims, true, 1.0),
+        // HiP attends densely while the context fits its budget.
+        AttentionConfig::Hip(HipAttentionConfig::new().with_mask_k(2 * len).with_block_size_q(4)),
     ]
 }
 

@@ -32,21 +32,13 @@ impl Rng {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
-    /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f32 {
-        let u1 = self.uniform().max(1e-7);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
-    }
-
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
 }
 
 pub fn randn_vec(len: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng::new(seed);
-    (0..len).map(|_| rng.normal()).collect()
+    burn_sparse_attn::synthetic::normal_values(len, seed)
 }
 
 /// A `[d0, d1, d2, d3]` tensor of standard normal values.

@@ -1,6 +1,6 @@
 //! A KV cache for decoding, with optional per-token key signatures.
 
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
 use crate::error::{AttnError, AttnResult};
 
@@ -15,6 +15,21 @@ pub struct KvCache<B: Backend> {
     keys: Option<Tensor<B, 4>>,
     values: Option<Tensor<B, 4>>,
     key_signatures: Option<Tensor<B, 4, Int>>,
+    mask: Option<CachedMask<B>>,
+}
+
+/// Keys chosen for the last query by a method that reuses its choice for a few decode
+/// steps (HiP's mask, refreshed every `refresh_interval` steps).
+#[derive(Debug, Clone)]
+pub struct CachedMask<B: Backend> {
+    /// Chosen keys `[batch, query_heads, 1, n]`, all before `range_end`.
+    pub keys: Tensor<B, 4, Int>,
+    /// Which entries are real, `[batch, query_heads, 1, n]`.
+    pub valid: Tensor<B, 4, Bool>,
+    /// Keys from here on were left to the window when the mask was made.
+    pub range_end: usize,
+    /// Tokens in the cache when the mask was made.
+    pub made_at: usize,
 }
 
 impl<B: Backend> Default for KvCache<B> {
@@ -26,7 +41,7 @@ impl<B: Backend> Default for KvCache<B> {
 impl<B: Backend> KvCache<B> {
     /// An empty cache.
     pub fn new() -> Self {
-        Self { keys: None, values: None, key_signatures: None }
+        Self { keys: None, values: None, key_signatures: None, mask: None }
     }
 
     /// Tokens held.
@@ -57,6 +72,16 @@ impl<B: Backend> KvCache<B> {
     /// Cached key signatures `[batch, key_heads, len, words]`, if any.
     pub fn key_signatures(&self) -> Option<&Tensor<B, 4, Int>> {
         self.key_signatures.as_ref()
+    }
+
+    /// The mask kept between decode steps, if any.
+    pub fn mask(&self) -> Option<&CachedMask<B>> {
+        self.mask.as_ref()
+    }
+
+    /// Keeps `mask` for the next decode steps (replacing any earlier one).
+    pub fn set_mask(&mut self, mask: Option<CachedMask<B>>) {
+        self.mask = mask;
     }
 
     /// Appends `new_len` tokens: keys `[batch, kv_heads, new_len, head_dim]`, values

@@ -18,15 +18,17 @@ pub mod hash;
 pub mod methods;
 pub mod select;
 mod shape;
+pub mod synthetic;
 
 pub use attend::{dense_attention, gather_attention, merge, AttnOptions, AttnOutput, QueryPositions};
-pub use cache::KvCache;
+pub use cache::{CachedMask, KvCache};
 pub use error::{AttnError, AttnResult};
 pub use finite::ensure_finite;
 pub use hash::{HashActivation, HashMapping, HashMappingConfig};
 pub use methods::{
     Attention, AttentionConfig, AttentionMethod, DenseAttention, DenseAttentionConfig, HashAttention,
-    HashAttentionConfig, OracleTopKAttention, OracleTopKConfig, StreamingAttention, StreamingAttentionConfig,
+    HashAttentionConfig, HipAttention, HipAttentionConfig, OracleTopKAttention, OracleTopKConfig,
+    StreamingAttention, StreamingAttentionConfig,
 };
 pub use select::{KeySelection, SparseBudget};
 pub use shape::AttnShape;

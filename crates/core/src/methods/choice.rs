@@ -6,6 +6,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::dense::{DenseAttention, DenseAttentionConfig};
 use super::hash_attention::{HashAttention, HashAttentionConfig};
+use super::hip::{HipAttention, HipAttentionConfig};
 use super::method::AttentionMethod;
 use super::oracle_top_k::{OracleTopKAttention, OracleTopKConfig};
 use super::streaming::{StreamingAttention, StreamingAttentionConfig};
@@ -24,6 +25,8 @@ pub enum AttentionConfig {
     OracleTopK(OracleTopKConfig),
     /// Sink + window + top-k by learned bit signatures.
     Hash(HashAttentionConfig),
+    /// Hierarchically pruned top-k key blocks + sink + window.
+    Hip(HipAttentionConfig),
 }
 
 /// Any attention method of this crate; every variant answers the same
@@ -38,6 +41,8 @@ pub enum Attention<B: Backend> {
     OracleTopK(OracleTopKAttention),
     /// Top-k by learned bit signatures.
     Hash(HashAttention<B>),
+    /// Hierarchically pruned top-k key blocks.
+    Hip(HipAttention),
 }
 
 impl AttentionConfig {
@@ -48,6 +53,7 @@ impl AttentionConfig {
             Self::Streaming(c) => Attention::Streaming(c.init::<B>(device)?),
             Self::OracleTopK(c) => Attention::OracleTopK(c.init::<B>(device)?),
             Self::Hash(c) => Attention::Hash(c.init(device)?),
+            Self::Hip(c) => Attention::Hip(c.init::<B>(device)?),
         })
     }
 }
@@ -60,6 +66,7 @@ impl<B: Backend> Attention<B> {
             Self::Streaming(_) => "streaming",
             Self::OracleTopK(_) => "oracle-top-k",
             Self::Hash(_) => "hash",
+            Self::Hip(_) => "hip",
         }
     }
 }
@@ -77,6 +84,7 @@ impl<B: Backend> AttentionMethod<B> for Attention<B> {
             Self::Streaming(m) => m.forward_cached(q, k, v, cache),
             Self::OracleTopK(m) => m.forward_cached(q, k, v, cache),
             Self::Hash(m) => m.forward_cached(q, k, v, cache),
+            Self::Hip(m) => m.forward_cached(q, k, v, cache),
         }
     }
 }

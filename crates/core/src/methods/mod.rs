@@ -3,6 +3,7 @@
 mod choice;
 mod dense;
 mod hash_attention;
+mod hip;
 mod method;
 mod oracle_top_k;
 mod sparse;
@@ -11,6 +12,7 @@ mod streaming;
 pub use choice::{Attention, AttentionConfig};
 pub use dense::{DenseAttention, DenseAttentionConfig};
 pub use hash_attention::{HashAttention, HashAttentionConfig};
+pub use hip::{HipAttention, HipAttentionConfig};
 pub use method::AttentionMethod;
 pub use oracle_top_k::{OracleTopKAttention, OracleTopKConfig};
 pub use streaming::{StreamingAttention, StreamingAttentionConfig};

@@ -1,12 +1,14 @@
 //! Select: which keys each query attends to, as index sets.
 
 mod budget;
+mod hip_mask;
 mod key_selection;
 mod scores;
 mod sink_window;
 mod top_k;
 
 pub use budget::SparseBudget;
+pub use hip_mask::{hip_mask, HipMask, HipMaskParams, Representative};
 pub use key_selection::KeySelection;
 pub use scores::exact_scores;
 pub use sink_window::{sink_selection, window_selection};

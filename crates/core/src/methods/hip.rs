@@ -1,0 +1,212 @@
+//! HiP attention: a hierarchically pruned top-k mask of key blocks, then block-sparse
+//! attention over the chosen blocks plus sink and window (Lee et al., ICLR 2025).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::method::{check_new_tokens, AttentionMethod};
+use crate::attend::{
+    dense_attention, gather_attention_unchecked, query_chunks, AttnOptions, AttnOutput, QueryPositions,
+};
+use crate::cache::{CachedMask, KvCache};
+use crate::error::AttnResult;
+use crate::select::{
+    hip_mask, sink_selection, window_selection, HipMask, HipMaskParams, KeySelection, Representative,
+};
+use crate::shape::AttnShape;
+
+/// Config of [`HipAttention`]; defaults follow the paper.
+#[derive(Config, Debug)]
+pub struct HipAttentionConfig {
+    /// Keys chosen per query block by the mask.
+    #[config(default = 512)]
+    pub mask_k: usize,
+    /// Queries that share one mask.
+    #[config(default = 64)]
+    pub block_size_q: usize,
+    /// Every `block_stride_q`-th query of a block takes part in scoring.
+    #[config(default = 2)]
+    pub block_stride_q: usize,
+    /// Keys per key block.
+    #[config(default = 2)]
+    pub block_size_k: usize,
+    /// Every `block_stride_k`-th key of a representative block takes part in scoring.
+    #[config(default = 1)]
+    pub block_stride_k: usize,
+    /// First keys every query sees.
+    #[config(default = 16)]
+    pub sink: usize,
+    /// Most recent keys every query sees.
+    #[config(default = 256)]
+    pub window: usize,
+    /// Decode steps a mask is reused before it is made again (1: every step).
+    #[config(default = 8)]
+    pub refresh_interval: usize,
+    /// The key block that stands for an interval when it is scored.
+    #[config(default = "Representative::Center")]
+    pub representative: Representative,
+    /// Logit scale; `None` means `1 / sqrt(head_dim)`.
+    pub scale: Option<f64>,
+}
+
+/// HiP attention. Contexts no longer than `sink + window + mask_k` are attended densely.
+#[derive(Module, Debug, Clone)]
+pub struct HipAttention {
+    /// The mask's knobs.
+    #[module(skip)]
+    pub params: HipMaskParams,
+    /// Decode steps a mask is reused.
+    #[module(skip)]
+    pub refresh_interval: usize,
+    /// Logit scale; `None` means `1 / sqrt(head_dim)`.
+    #[module(skip)]
+    pub scale: Option<f64>,
+}
+
+impl HipAttentionConfig {
+    /// Creates the method (no parameters).
+    pub fn init<B: Backend>(&self, _device: &B::Device) -> AttnResult<HipAttention> {
+        let params = HipMaskParams {
+            mask_k: self.mask_k,
+            block_size_q: self.block_size_q,
+            block_stride_q: self.block_stride_q,
+            block_size_k: self.block_size_k,
+            block_stride_k: self.block_stride_k,
+            sink: self.sink,
+            window: self.window,
+            representative: self.representative,
+        };
+        params.validate()?;
+        if self.refresh_interval == 0 {
+            return Err(crate::error::AttnError::Config("refresh_interval must be at least 1".into()));
+        }
+        Ok(HipAttention { params, refresh_interval: self.refresh_interval, scale: self.scale })
+    }
+}
+
+impl HipAttention {
+    /// Keys a query may attend to at most: sink + window + mask.
+    pub fn budget(&self) -> usize {
+        self.params.sink + self.params.window + self.params.mask_k
+    }
+
+    /// Per query of a mask's chunk: sink ∪ the block's mask ∪ window, causal.
+    ///
+    /// `mask` covers the queries at `positions` (`query_len` of them, from a block start).
+    pub fn selection<B: Backend>(
+        &self,
+        mask: &HipMask<B>,
+        positions: &QueryPositions,
+        query_len: usize,
+    ) -> AttnResult<KeySelection<B>> {
+        let (keys, valid) = mask.keys();
+        let [b, h, blocks, n] = keys.dims();
+        let bq = self.params.block_size_q;
+        let per_query = |x: Tensor<B, 4, burn::tensor::Int>| {
+            x.reshape([b, h, blocks, 1, n]).expand([b, h, blocks, bq, n]).reshape([b, h, blocks * bq, n])
+        };
+        let keys = per_query(keys).narrow(2, 0, query_len);
+        let valid = per_query(valid.int()).narrow(2, 0, query_len).bool();
+        let device = keys.device();
+        let last = crate::attend::positions::last_visible_keys::<B>(positions, query_len, 1, &device)
+            .reshape([1, 1, query_len, 1])
+            .expand([b, h, query_len, n]);
+        let valid = valid.bool_and(keys.clone().lower_equal(last));
+        self.union_with_sink_window(KeySelection { indices: keys, valid }, positions, self.params.window)
+    }
+
+    fn union_with_sink_window<B: Backend>(
+        &self,
+        mask: KeySelection<B>,
+        positions: &QueryPositions,
+        window: usize,
+    ) -> AttnResult<KeySelection<B>> {
+        let [b, h, t, _] = mask.dims();
+        let device = mask.indices.device();
+        let mut sets = vec![mask];
+        sets.extend(sink_selection(positions, [b, h, t], self.params.sink, &device));
+        sets.extend(window_selection(positions, [b, h, t], self.params.sink, window, &device));
+        KeySelection::union(sets, positions.kv_len)
+    }
+
+    /// The selection from the cached mask, if it is recent enough for these queries.
+    fn reuse<B: Backend>(
+        &self,
+        shape: &AttnShape,
+        positions: &QueryPositions,
+        cache: &KvCache<B>,
+    ) -> AttnResult<Option<KeySelection<B>>> {
+        let Some(mask) = cache.mask() else { return Ok(None) };
+        let [b, h, _, _] = mask.keys.dims();
+        let fresh = shape.kv_len - mask.made_at < self.refresh_interval;
+        if !fresh || shape.query_len != 1 || (b, h) != (shape.batch, shape.query_heads) {
+            return Ok(None);
+        }
+        // Keys added since the mask was made lie past its range: widen the window to them.
+        let last = positions.last_visible(0);
+        let window = self.params.window.max(last + 1 - mask.range_end);
+        let selection = KeySelection { indices: mask.keys.clone(), valid: mask.valid.clone() };
+        self.union_with_sink_window(selection, positions, window).map(Some)
+    }
+}
+
+impl<B: Backend> AttentionMethod<B> for HipAttention {
+    fn forward_cached(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        cache: &mut KvCache<B>,
+    ) -> AttnResult<AttnOutput<B>> {
+        check_new_tokens(&q, &k, &v)?;
+        cache.append(k, v, None)?;
+        let (k, v) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+        let shape = AttnShape::of(&q, &k, &v)?;
+        let options = AttnOptions { scale: self.scale, ..AttnOptions::causal() };
+        let positions = options.positions(&shape)?;
+        let scale = options.scale_for(shape.head_dim);
+        if shape.kv_len <= self.budget() {
+            cache.set_mask(None);
+            return dense_attention(q, k, v, &options);
+        }
+        if let Some(selection) = self.reuse(&shape, &positions, cache)? {
+            return Ok(gather_attention_unchecked(q, k, v, &selection, &shape, scale));
+        }
+
+        let p = &self.params;
+        let blocks = shape.query_len.div_ceil(p.block_size_q);
+        let scored = 2 * p.branches() * (p.block_size_k / p.block_stride_k);
+        let per_block = shape.batch
+            * shape.query_heads
+            * (scored * (p.block_size_q / p.block_stride_q + shape.head_dim)
+                + p.block_size_q * self.budget());
+        let mut parts = Vec::new();
+        let mut last_mask = None;
+        for (first_block, count) in query_chunks(blocks, per_block) {
+            let start = first_block * p.block_size_q;
+            let len = (count * p.block_size_q).min(shape.query_len - start);
+            let chunk_positions = positions.shifted(start);
+            let q = q.clone().narrow(2, start, len);
+            let mask = hip_mask(q.clone(), k.clone(), &chunk_positions, p)?;
+            let selection = self.selection(&mask, &chunk_positions, len)?;
+            let chunk_shape = AttnShape { query_len: len, ..shape };
+            parts.push(gather_attention_unchecked(q, k.clone(), v.clone(), &selection, &chunk_shape, scale));
+            last_mask = Some(mask);
+        }
+        cache.set_mask(last_mask.map(|mask| last_block_mask(&mask, shape.kv_len)));
+        Ok(AttnOutput::cat(parts))
+    }
+}
+
+/// The mask of the last query block, kept for the next decode steps.
+fn last_block_mask<B: Backend>(mask: &HipMask<B>, kv_len: usize) -> CachedMask<B> {
+    let (keys, valid) = mask.keys();
+    let blocks = keys.dims()[2];
+    CachedMask {
+        keys: keys.narrow(2, blocks - 1, 1),
+        valid: valid.narrow(2, blocks - 1, 1),
+        range_end: *mask.range_ends.last().unwrap(),
+        made_at: kv_len,
+    }
+}

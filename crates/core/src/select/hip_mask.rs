@@ -1,0 +1,234 @@
+//! HiP's hierarchically pruned top-k mask (Lee et al., ICLR 2025, arXiv 2406.09827).
+//!
+//! For each block of queries, the key range left of the window is cut into `branches`
+//! intervals of key blocks. Every round splits each interval in two, scores each half by
+//! one representative key block (the max of `q . k` over strided queries of the query
+//! block and strided keys of the representative block), and keeps the best `branches`
+//! halves. After about `log2(T / branches)` rounds every interval is one key block: those
+//! are the chosen blocks. The keys scored grow as `T log T`, not `T^2`.
+
+use burn::tensor::{backend::Backend, Bool, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::attend::QueryPositions;
+use crate::error::{AttnError, AttnResult};
+
+/// Which key block of an interval stands for it when the interval is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Representative {
+    /// The middle block (the paper's choice).
+    Center,
+    /// The first block.
+    First,
+    /// The last block.
+    Last,
+}
+
+/// The knobs of the mask.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HipMaskParams {
+    /// Keys chosen per query block (a multiple of `block_size_k`).
+    pub mask_k: usize,
+    /// Queries that share one mask.
+    pub block_size_q: usize,
+    /// Every `block_stride_q`-th query of a block takes part in scoring.
+    pub block_stride_q: usize,
+    /// Keys per key block, the unit of the mask.
+    pub block_size_k: usize,
+    /// Every `block_stride_k`-th key of a representative block takes part in scoring.
+    pub block_stride_k: usize,
+    /// First keys, always attended, left out of the mask.
+    pub sink: usize,
+    /// Most recent keys, always attended, left out of the mask.
+    pub window: usize,
+    /// The representative block of an interval.
+    pub representative: Representative,
+}
+
+impl HipMaskParams {
+    /// Checks that sizes are positive and strides divide their blocks.
+    pub fn validate(&self) -> AttnResult<()> {
+        let p = self;
+        let ok = p.block_size_q > 0
+            && p.block_size_k > 0
+            && p.block_stride_q > 0
+            && p.block_stride_k > 0
+            && p.block_size_q.is_multiple_of(p.block_stride_q)
+            && p.block_size_k.is_multiple_of(p.block_stride_k)
+            && p.mask_k >= p.block_size_k
+            && p.mask_k.is_multiple_of(p.block_size_k);
+        if !ok {
+            return Err(AttnError::Config(format!(
+                "HiP needs positive block sizes, strides that divide them, and mask_k a positive \
+                 multiple of block_size_k; got {p:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Intervals kept per query block: `mask_k / block_size_k`.
+    pub fn branches(&self) -> usize {
+        self.mask_k / self.block_size_k
+    }
+}
+
+/// The chosen key blocks of every query block.
+#[derive(Debug, Clone)]
+pub struct HipMask<B: Backend> {
+    /// First key of each chosen block, `[batch, query_heads, query_blocks, branches]`.
+    pub block_starts: Tensor<B, 4, Int>,
+    /// Which entries are chosen blocks (a short range has fewer), same shape.
+    pub valid: Tensor<B, 4, Bool>,
+    /// Per query block, one past the last key the mask may choose (the window's start).
+    pub range_ends: Vec<usize>,
+    /// Keys per block.
+    pub block_size_k: usize,
+    scored: Vec<Tensor<B, 1, Int>>,
+}
+
+impl<B: Backend> HipMask<B> {
+    /// Representative keys scored while building the mask, summed over rounds, query
+    /// blocks, heads and batch (reads the count back from the device).
+    pub fn scored_keys(&self) -> usize {
+        self.scored.iter().map(|t| t.clone().into_scalar().elem::<i64>() as usize).sum()
+    }
+
+    /// The mask's keys `[batch, query_heads, query_blocks, branches * block_size_k]` with
+    /// their validity (a block cut by the range end loses its keys past it).
+    pub fn keys(&self) -> (Tensor<B, 4, Int>, Tensor<B, 4, Bool>) {
+        let [b, h, nq, kb] = self.block_starts.dims();
+        let bk = self.block_size_k;
+        let device = self.block_starts.device();
+        let offsets = Tensor::<B, 1, Int>::arange(0..bk as i64, &device).reshape([1, 1, 1, 1, bk]);
+        let keys = self.block_starts.clone().reshape([b, h, nq, kb, 1]).expand([b, h, nq, kb, bk])
+            + offsets.expand([b, h, nq, kb, bk]);
+        let ends = int_tensor::<B, 5>(
+            self.range_ends.iter().map(|&e| e as i64).collect(),
+            [1, 1, nq, 1, 1],
+            &device,
+        );
+        let valid = self
+            .valid
+            .clone()
+            .reshape([b, h, nq, kb, 1])
+            .expand([b, h, nq, kb, bk])
+            .bool_and(keys.clone().lower(ends.expand([b, h, nq, kb, bk])));
+        (keys.reshape([b, h, nq, kb * bk]), valid.reshape([b, h, nq, kb * bk]))
+    }
+}
+
+/// Builds the mask of queries `q: [batch, query_heads, query_len, head_dim]` over keys
+/// `k: [batch, kv_heads, kv_len, head_dim]` at `positions`; query block `i` holds queries
+/// `i * block_size_q ..`. Each block chooses among keys `sink .. last + 1 - window`, where
+/// `last` is the last key its last query sees.
+pub fn hip_mask<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    positions: &QueryPositions,
+    params: &HipMaskParams,
+) -> AttnResult<HipMask<B>> {
+    params.validate()?;
+    let shape = crate::shape::AttnShape::of(&q, &k, &k)?;
+    let device = q.device();
+    let (b, hq, tq, d) = (shape.batch, shape.query_heads, shape.query_len, shape.head_dim);
+    let (bq, bk, kb) = (params.block_size_q, params.block_size_k, params.branches());
+    let nq = tq.div_ceil(bq);
+
+    // Host geometry: the key range of every query block and its initial intervals.
+    let lo = params.sink.min(shape.kv_len);
+    let range_ends: Vec<usize> = (0..nq)
+        .map(|i| {
+            let last = positions.last_visible((i * bq + bq).min(tq) - 1);
+            (last + 1).saturating_sub(params.window).max(lo)
+        })
+        .collect();
+    let blocks: Vec<usize> = range_ends.iter().map(|&e| (e - lo).div_ceil(bk)).collect();
+    let bounds = |shift: usize| -> Tensor<B, 4, Int> {
+        let values =
+            blocks.iter().flat_map(|&n| (0..kb).map(move |i| ((i + shift) * n / kb) as i64)).collect();
+        int_tensor::<B, 4>(values, [1, 1, nq, kb], &device).expand([b, hq, nq, kb])
+    };
+    let (mut starts, mut ends) = (bounds(0), bounds(1));
+    let mut longest = blocks.iter().map(|n| n.div_ceil(kb)).max().unwrap_or(0);
+
+    // Strided representative queries `[b, hq, nq, nqr, d]`; padding rows are masked.
+    let nqr = bq / params.block_stride_q;
+    let q = if nq * bq > tq {
+        Tensor::cat(vec![q, Tensor::zeros([b, hq, nq * bq - tq, d], &device)], 2)
+    } else {
+        q
+    };
+    let q_rep = q.reshape([b, hq, nq, nqr, params.block_stride_q * d]).narrow(4, 0, d);
+    let q_real: Vec<bool> =
+        (0..nq).flat_map(|i| (0..nqr).map(move |u| i * bq + u * params.block_stride_q < tq)).collect();
+    let q_real = Tensor::<B, 5, Bool>::from_data(TensorData::new(q_real, [1, 1, nq, nqr, 1]), &device);
+
+    let nkr = bk / params.block_stride_k;
+    let key_offsets = Tensor::<B, 1, Int>::arange_step(0..bk as i64, params.block_stride_k, &device)
+        .reshape([1, 1, 1, 1, nkr]);
+    let groups = shape.groups();
+    let head_base: Vec<i64> =
+        (0..b * hq).map(|r| ((r / hq * shape.kv_heads + (r % hq) / groups) * shape.kv_len) as i64).collect();
+    let head_base = int_tensor::<B, 5>(head_base, [b, hq, 1, 1, 1], &device);
+    let range_end_t =
+        int_tensor::<B, 5>(range_ends.iter().map(|&e| e as i64).collect(), [1, 1, nq, 1, 1], &device);
+    let k_rows = k.reshape([b * shape.kv_heads * shape.kv_len, d]);
+    let children = 2 * kb;
+    let dims5 = [b, hq, nq, children, nkr];
+    let mut scored = Vec::new();
+
+    while longest > 1 {
+        let len = ends.clone() - starts.clone();
+        let mid = starts.clone() + (len + 1).div_scalar(2);
+        let child_starts = Tensor::cat(vec![starts, mid.clone()], 3);
+        let child_ends = Tensor::cat(vec![mid, ends], 3);
+        let child_len = child_ends.clone() - child_starts.clone();
+        let rep = match params.representative {
+            Representative::Center => {
+                child_starts.clone() + (child_len.clone() - 1).clamp_min(0).div_scalar(2)
+            }
+            Representative::First => child_starts.clone(),
+            Representative::Last => (child_ends.clone() - 1).max_pair(child_starts.clone()),
+        };
+        let key_pos =
+            (rep.mul_scalar(bk as i64).add_scalar(lo as i64)).reshape([b, hq, nq, children, 1]).expand(dims5)
+                + key_offsets.clone().expand(dims5);
+        let key_real = child_len
+            .greater_elem(0)
+            .reshape([b, hq, nq, children, 1])
+            .expand(dims5)
+            .bool_and(key_pos.clone().lower(range_end_t.clone().expand(dims5)));
+        scored.push(key_real.clone().int().sum());
+        let rows = key_pos.clamp(0, shape.kv_len as i64 - 1) + head_base.clone().expand(dims5);
+        let keys = k_rows.clone().select(0, rows.reshape([b * hq * nq * children * nkr])).reshape([
+            b,
+            hq,
+            nq,
+            children * nkr,
+            d,
+        ]);
+        let logits = q_rep.clone().matmul(keys.swap_dims(3, 4));
+        let logits = logits
+            .mask_fill(q_real.clone().bool_not().expand([b, hq, nq, nqr, children * nkr]), f32::NEG_INFINITY);
+        let scores = logits.max_dim(3).reshape(dims5).mask_fill(key_real.bool_not(), f32::NEG_INFINITY);
+        let scores = scores.max_dim(4).reshape([b, hq, nq, children]);
+        let scores = scores.clone().mask_fill(scores.is_nan(), f32::NEG_INFINITY);
+        let (_, best) = scores.topk_with_indices(kb, 3);
+        starts = child_starts.gather(3, best.clone());
+        ends = child_ends.gather(3, best);
+        longest = longest.div_ceil(2);
+    }
+    let valid = (ends - starts.clone()).equal_elem(1);
+    let block_starts = starts.mul_scalar(bk as i64).add_scalar(lo as i64);
+    Ok(HipMask { block_starts, valid, range_ends, block_size_k: bk, scored })
+}
+
+fn int_tensor<B: Backend, const D: usize>(
+    values: Vec<i64>,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D, Int> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+use burn::tensor::ElementConversion;
