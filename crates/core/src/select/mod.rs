@@ -8,7 +8,7 @@ mod sink_window;
 mod top_k;
 
 pub use budget::SparseBudget;
-pub use hip_mask::{hip_mask, HipMask, HipMaskParams, Representative};
+pub use hip_mask::{hip_mask, oracle_block_recall, HipMask, HipMaskParams, Representative};
 pub use key_selection::KeySelection;
 pub use scores::exact_scores;
 pub use sink_window::{sink_selection, window_selection};
