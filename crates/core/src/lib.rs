@@ -27,8 +27,8 @@ pub use finite::ensure_finite;
 pub use hash::{HashActivation, HashMapping, HashMappingConfig};
 pub use methods::{
     Attention, AttentionConfig, AttentionMethod, DenseAttention, DenseAttentionConfig, HashAttention,
-    HashAttentionConfig, HipAttention, HipAttentionConfig, OracleTopKAttention, OracleTopKConfig,
-    StreamingAttention, StreamingAttentionConfig,
+    HashAttentionConfig, HipAttention, HipAttentionConfig, HyperAttention, HyperAttentionConfig,
+    OracleTopKAttention, OracleTopKConfig, StreamingAttention, StreamingAttentionConfig,
 };
 pub use select::{KeySelection, SparseBudget};
 pub use shape::AttnShape;

@@ -3,6 +3,7 @@
 pub(crate) mod chunks;
 mod dense;
 mod gather;
+mod hyper;
 mod merge;
 mod options;
 mod output;
@@ -13,6 +14,7 @@ pub(crate) use chunks::query_chunks;
 pub use dense::dense_attention;
 pub use gather::gather_attention;
 pub(crate) use gather::gather_attention_unchecked;
+pub use hyper::{hyper_attention_causal, hyper_attention_non_causal, HyperParams};
 pub use merge::merge;
 pub use options::{AttnOptions, QueryPositions};
 pub use output::AttnOutput;

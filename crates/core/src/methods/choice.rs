@@ -7,6 +7,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use super::dense::{DenseAttention, DenseAttentionConfig};
 use super::hash_attention::{HashAttention, HashAttentionConfig};
 use super::hip::{HipAttention, HipAttentionConfig};
+use super::hyper::{HyperAttention, HyperAttentionConfig};
 use super::method::AttentionMethod;
 use super::oracle_top_k::{OracleTopKAttention, OracleTopKConfig};
 use super::streaming::{StreamingAttention, StreamingAttentionConfig};
@@ -27,6 +28,8 @@ pub enum AttentionConfig {
     Hash(HashAttentionConfig),
     /// Hierarchically pruned top-k key blocks + sink + window.
     Hip(HipAttentionConfig),
+    /// LSH-sorted blocks + sampled columns.
+    Hyper(HyperAttentionConfig),
 }
 
 /// Any attention method of this crate; every variant answers the same
@@ -43,6 +46,8 @@ pub enum Attention<B: Backend> {
     Hash(HashAttention<B>),
     /// Hierarchically pruned top-k key blocks.
     Hip(HipAttention),
+    /// LSH-sorted blocks + sampled columns.
+    Hyper(HyperAttention<B>),
 }
 
 impl AttentionConfig {
@@ -54,6 +59,7 @@ impl AttentionConfig {
             Self::OracleTopK(c) => Attention::OracleTopK(c.init::<B>(device)?),
             Self::Hash(c) => Attention::Hash(c.init(device)?),
             Self::Hip(c) => Attention::Hip(c.init::<B>(device)?),
+            Self::Hyper(c) => Attention::Hyper(c.init(device)?),
         })
     }
 }
@@ -67,6 +73,7 @@ impl<B: Backend> Attention<B> {
             Self::OracleTopK(_) => "oracle-top-k",
             Self::Hash(_) => "hash",
             Self::Hip(_) => "hip",
+            Self::Hyper(_) => "hyper",
         }
     }
 }
@@ -85,6 +92,7 @@ impl<B: Backend> AttentionMethod<B> for Attention<B> {
             Self::OracleTopK(m) => m.forward_cached(q, k, v, cache),
             Self::Hash(m) => m.forward_cached(q, k, v, cache),
             Self::Hip(m) => m.forward_cached(q, k, v, cache),
+            Self::Hyper(m) => m.forward_cached(q, k, v, cache),
         }
     }
 }

@@ -1,0 +1,212 @@
+//! HyperAttention (Han et al., ICLR 2024, arXiv 2310.05869): exact attention inside blocks
+//! of an LSH-sorted order, plus sampled key columns, merged by log-sum-exp; causal attention
+//! by recursive halving.
+
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+
+use super::merge::merge;
+use super::options::AttnOptions;
+use super::output::AttnOutput;
+use super::softmax::masked_softmax;
+use crate::error::AttnResult;
+use crate::select::{gray_positions, lsh_buckets, stable_order};
+
+/// The knobs of HyperAttention.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HyperParams {
+    /// Keys per block of the sorted order.
+    pub block_size: usize,
+    /// Key columns sampled uniformly per (batch, head).
+    pub sample_size: usize,
+    /// Sequences up to this length are attended exactly.
+    pub min_seq_len: usize,
+    /// Seed of the column samples.
+    pub seed: u64,
+    /// Logit scale.
+    pub scale: f64,
+}
+
+/// Non-causal HyperAttention: every query approximately sees every key.
+///
+/// - `q`: `[batch, query_heads, query_len, head_dim]`, `k`: `[batch, kv_heads, kv_len,
+///   head_dim]`, `v`: `[batch, kv_heads, kv_len, value_dim]`
+/// - `projections`: `[head_dim, bits]` of the angular LSH
+/// - returns output `[batch, query_heads, query_len, value_dim]` and lse
+///
+/// Queries and keys are sorted by the Gray-code position of their LSH bucket; query block
+/// `i` attends exactly to key block `i` of the sorted order (blocks of `block_size` keys,
+/// as many query blocks, ragged ends padded), and to `sample_size` uniformly sampled key
+/// columns outside its own block, whose weight is scaled by `kv_len / sample_size`.
+pub fn hyper_attention_non_causal<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    projections: Tensor<B, 2>,
+    params: &HyperParams,
+) -> AttnOutput<B> {
+    let [b, hq, nq, _] = q.dims();
+    let [_, hkv, nk, _] = k.dims();
+    let bits = projections.dims()[1];
+    let per_query_head = |x: Tensor<B, 4>| {
+        let [_, _, n, e] = x.dims();
+        x.reshape([b, hkv, 1, n, e]).expand([b, hkv, hq / hkv, n, e]).reshape([b, hq, n, e])
+    };
+    let (k, v) = (per_query_head(k), per_query_head(v));
+    let sort =
+        |x: &Tensor<B, 4>| stable_order(gray_positions(lsh_buckets(x.clone(), projections.clone()), bits));
+    let (q_order, k_order) = (sort(&q), sort(&k));
+    let rows = |x: Tensor<B, 4>, order: &Tensor<B, 3, Int>| {
+        let [_, _, n, e] = x.dims();
+        x.gather(2, order.clone().reshape([b, hq, n, 1]).expand([b, hq, n, e]))
+    };
+    let q_sorted = rows(q, &q_order);
+    let (k_sorted, v_sorted) = (rows(k, &k_order), rows(v, &k_order));
+
+    let blocks = nk.div_ceil(params.block_size);
+    let q_block = nq.div_ceil(blocks);
+    let in_blocks =
+        block_attention(q_sorted.clone(), k_sorted.clone(), v_sorted.clone(), blocks, q_block, params);
+    let sorted = if params.sample_size > 0 && blocks > 1 {
+        let sampled = sampled_attention(q_sorted, k_sorted, v_sorted, q_block, params);
+        merge(in_blocks, sampled).expect("parts of equal shapes")
+    } else {
+        in_blocks
+    };
+    // Back to the original order of the queries.
+    let inverse = q_order.argsort(2);
+    let output = rows(sorted.output, &inverse);
+    let lse = sorted.lse.gather(2, inverse);
+    AttnOutput { output, lse }
+}
+
+/// Exact attention of query block `i` over key block `i`: `[b, h, nq, dv]`.
+fn block_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    blocks: usize,
+    q_block: usize,
+    params: &HyperParams,
+) -> AttnOutput<B> {
+    let [b, h, nq, d] = q.dims();
+    let [_, _, nk, dv] = v.dims();
+    let bs = params.block_size.min(nk);
+    let device = q.device();
+    let q = pad_rows(q, blocks * q_block).reshape([b, h, blocks, q_block, d]);
+    let k = pad_rows(k, blocks * bs).reshape([b, h, blocks, bs, d]);
+    let v = pad_rows(v, blocks * bs).reshape([b, h, blocks, bs, dv]);
+    let logits = q.matmul(k.swap_dims(3, 4)).mul_scalar(params.scale);
+    let padding = Tensor::<B, 1, Int>::arange(0..(blocks * bs) as i64, &device)
+        .greater_equal_elem(nk as i64)
+        .reshape([1, 1, blocks, 1, bs])
+        .expand([b, h, blocks, q_block, bs]);
+    let (probs, lse) = masked_softmax(logits, Some(padding));
+    let output = probs.matmul(v).reshape([b, h, blocks * q_block, dv]).narrow(2, 0, nq);
+    let lse = lse.reshape([b, h, blocks * q_block]).narrow(2, 0, nq);
+    AttnOutput { output, lse }
+}
+
+/// Attention over `sample_size` uniformly sampled key columns (with replacement), each query
+/// ignoring samples from its own block, weights scaled by `nk / sample_size`.
+fn sampled_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    q_block: usize,
+    params: &HyperParams,
+) -> AttnOutput<B> {
+    let [b, h, nq, d] = q.dims();
+    let [_, _, nk, dv] = v.dims();
+    let m = params.sample_size;
+    let device = q.device();
+    let seed = params.seed ^ (nq as u64).wrapping_mul(0x9E37_79B9) ^ (nk as u64).rotate_left(32);
+    let samples: Vec<i64> = uniform_indices(b * h * m, nk, seed);
+    let samples = Tensor::<B, 3, Int>::from_data(TensorData::new(samples, [b, h, m]), &device);
+    let pick =
+        |x: Tensor<B, 4>, e: usize| x.gather(2, samples.clone().reshape([b, h, m, 1]).expand([b, h, m, e]));
+    let (k, v) = (pick(k, d), pick(v, dv));
+    let logits = q.matmul(k.swap_dims(2, 3)).mul_scalar(params.scale);
+    let query_block = Tensor::<B, 1, Int>::arange(0..nq as i64, &device)
+        .div_scalar(q_block as i64)
+        .reshape([1, 1, nq, 1])
+        .expand([b, h, nq, m]);
+    let sample_block =
+        samples.div_scalar(params.block_size as i64).reshape([b, h, 1, m]).expand([b, h, nq, m]);
+    let (probs, lse) = masked_softmax(logits, Some(query_block.equal(sample_block)));
+    let lse = lse.squeeze_dim::<3>(3).add_scalar((nk as f64 / m as f64).ln());
+    AttnOutput { output: probs.matmul(v), lse }
+}
+
+/// Causal HyperAttention of `n` queries over the same `n` keys (self-attention).
+///
+/// Sequences of at most `min_seq_len` are exact. Longer ones split in halves: the two
+/// diagonal halves recurse (batched), the lower-left block (second-half queries over
+/// first-half keys, all visible) is [`hyper_attention_non_causal`], merged into the second
+/// half's rows. An odd length is padded with one zero token at the end.
+pub fn hyper_attention_causal<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    projections: Tensor<B, 2>,
+    params: &HyperParams,
+) -> AttnResult<AttnOutput<B>> {
+    let n = q.dims()[2];
+    if n <= params.min_seq_len.max(1) {
+        let options = AttnOptions::causal().with_scale(params.scale);
+        return super::dense::dense_attention(q, k, v, &options);
+    }
+    let (q, k, v) = (pad_rows(q, n + n % 2), pad_rows(k, n + n % 2), pad_rows(v, n + n % 2));
+    let half = q.dims()[2] / 2;
+    let halves = |x: Tensor<B, 4>| {
+        let [b, h, _, e] = x.dims();
+        x.reshape([b, h, 2, half, e]).permute([2, 0, 1, 3, 4]).reshape([2 * b, h, half, e])
+    };
+    let deeper = HyperParams { seed: params.seed.wrapping_mul(31).wrapping_add(1), ..*params };
+    let diagonal = hyper_attention_causal(
+        halves(q.clone()),
+        halves(k.clone()),
+        halves(v.clone()),
+        projections.clone(),
+        &deeper,
+    )?;
+    let b = diagonal.output.dims()[0] / 2;
+    let upper = AttnOutput {
+        output: diagonal.output.clone().narrow(0, 0, b),
+        lse: diagonal.lse.clone().narrow(0, 0, b),
+    };
+    let lower_diagonal =
+        AttnOutput { output: diagonal.output.narrow(0, b, b), lse: diagonal.lse.narrow(0, b, b) };
+    let lower_left = hyper_attention_non_causal(
+        q.narrow(2, half, half),
+        k.narrow(2, 0, half),
+        v.narrow(2, 0, half),
+        projections,
+        params,
+    );
+    let lower = merge(lower_diagonal, lower_left)?;
+    let whole = AttnOutput::cat(vec![upper, lower]);
+    Ok(AttnOutput { output: whole.output.narrow(2, 0, n), lse: whole.lse.narrow(2, 0, n) })
+}
+
+/// Pads axis 2 of `x` with zero rows up to `len`.
+fn pad_rows<B: Backend>(x: Tensor<B, 4>, len: usize) -> Tensor<B, 4> {
+    let [b, h, n, e] = x.dims();
+    if n >= len {
+        return x;
+    }
+    Tensor::cat(vec![x.clone(), Tensor::zeros([b, h, len - n, e], &x.device())], 2)
+}
+
+/// `count` indices uniform in `0..n` from a SplitMix64 stream.
+fn uniform_indices(count: usize, n: usize, seed: u64) -> Vec<i64> {
+    let mut state = seed;
+    (0..count)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) % n as u64) as i64
+        })
+        .collect()
+}

@@ -1,0 +1,122 @@
+//! HyperAttention as a method: LSH-sorted blocks + sampled columns in prefill, exact decode.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+
+use super::method::{check_new_tokens, AttentionMethod};
+use crate::attend::{dense_attention, hyper_attention_causal, AttnOptions, AttnOutput, HyperParams};
+use crate::cache::KvCache;
+use crate::error::{AttnError, AttnResult};
+
+/// Config of [`HyperAttention`]; defaults follow the paper's code.
+#[derive(Config, Debug)]
+pub struct HyperAttentionConfig {
+    /// Dimension of queries and keys (the LSH projects it).
+    pub head_dim: usize,
+    /// Random projections of the angular LSH: `2^lsh_num_projs` buckets.
+    #[config(default = 7)]
+    pub lsh_num_projs: usize,
+    /// Keys per block of the sorted order.
+    #[config(default = 256)]
+    pub block_size: usize,
+    /// Key columns sampled per (batch, head).
+    #[config(default = 256)]
+    pub sample_size: usize,
+    /// Causal sequences up to this length are attended exactly.
+    #[config(default = 4096)]
+    pub min_seq_len: usize,
+    /// Seed of the projections and of the column samples.
+    #[config(default = 0)]
+    pub seed: u64,
+    /// Logit scale; `None` means `1 / sqrt(head_dim)`.
+    pub scale: Option<f64>,
+}
+
+/// HyperAttention. Prefill (several new tokens) runs the causal recursion; a single decode
+/// query attends exactly to the whole cache: one query has no blocks to sort into, and
+/// exact attention for one query reads the same keys the estimator would score.
+#[derive(Module, Debug)]
+pub struct HyperAttention<B: Backend> {
+    /// LSH projections `[head_dim, lsh_num_projs]`: fixed (not trained), saved with the module.
+    pub projections: Param<Tensor<B, 2>>,
+    /// Keys per block.
+    #[module(skip)]
+    pub block_size: usize,
+    /// Sampled key columns.
+    #[module(skip)]
+    pub sample_size: usize,
+    /// Exact below this length.
+    #[module(skip)]
+    pub min_seq_len: usize,
+    /// Seed of the column samples.
+    #[module(skip)]
+    pub seed: u64,
+    /// Logit scale; `None` means `1 / sqrt(head_dim)`.
+    #[module(skip)]
+    pub scale: Option<f64>,
+}
+
+impl HyperAttentionConfig {
+    /// Creates the module with Gaussian projections drawn from `seed`.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> AttnResult<HyperAttention<B>> {
+        if self.lsh_num_projs == 0 || self.lsh_num_projs > 31 || self.block_size == 0 || self.head_dim == 0 {
+            return Err(AttnError::Config(format!(
+                "HyperAttention needs 1..=31 projections, a positive block size and head_dim; got {self:?}"
+            )));
+        }
+        let values = crate::synthetic::normal_values(self.head_dim * self.lsh_num_projs, self.seed);
+        let projections =
+            Tensor::from_data(TensorData::new(values, [self.head_dim, self.lsh_num_projs]), device);
+        Ok(HyperAttention {
+            projections: Param::from_tensor(projections).set_require_grad(false),
+            block_size: self.block_size,
+            sample_size: self.sample_size,
+            min_seq_len: self.min_seq_len,
+            seed: self.seed,
+            scale: self.scale,
+        })
+    }
+}
+
+impl<B: Backend> HyperAttention<B> {
+    /// The parameters of the algorithm for queries of dimension `head_dim`.
+    pub fn params(&self, head_dim: usize) -> HyperParams {
+        HyperParams {
+            block_size: self.block_size,
+            sample_size: self.sample_size,
+            min_seq_len: self.min_seq_len,
+            seed: self.seed,
+            scale: self.scale.unwrap_or(1.0 / (head_dim as f64).sqrt()),
+        }
+    }
+}
+
+impl<B: Backend> AttentionMethod<B> for HyperAttention<B> {
+    fn forward_cached(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        cache: &mut KvCache<B>,
+    ) -> AttnResult<AttnOutput<B>> {
+        check_new_tokens(&q, &k, &v)?;
+        let head_dim = q.dims()[3];
+        if head_dim != self.projections.dims()[0] {
+            return Err(AttnError::Shape {
+                name: "q",
+                expected: format!("head_dim {} (the LSH projections')", self.projections.dims()[0]),
+                got: q.dims().to_vec(),
+            });
+        }
+        let params = self.params(head_dim);
+        let first = cache.is_empty();
+        cache.append(k, v, None)?;
+        let (k, v) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+        if first && q.dims()[2] > 1 {
+            return hyper_attention_causal(q, k, v, self.projections.val(), &params);
+        }
+        // Decode (or a chunk after a prefill): exact over the cache.
+        dense_attention(q, k, v, &AttnOptions::causal().with_scale(params.scale))
+    }
+}
