@@ -39,3 +39,37 @@ pub fn drifting<B: Backend>(shape: [usize; 4], rho: f32, seed: u64, device: &B::
     }
     Tensor::from_data(TensorData::new(values, shape), device)
 }
+
+/// Queries `[d0, d1, len, dim]` (standard normal) and keys that are noisy copies of them at
+/// shuffled positions: each query has one partner key, `noise` away, and attends mostly to
+/// it when the scale is large. Returns `(queries, keys)`.
+pub fn planted_pairs<B: Backend>(
+    shape: [usize; 4],
+    noise: f32,
+    seed: u64,
+    device: &B::Device,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let [rows, heads, len, dim] = shape;
+    let q = normal_values(shape.iter().product(), seed);
+    let jitter = normal_values(q.len(), seed ^ 0x5EED);
+    let mut state = seed.wrapping_add(1);
+    let mut below = |n: usize| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) % n as u64) as usize
+    };
+    let mut k = vec![0.0f32; q.len()];
+    for row in 0..rows * heads {
+        let mut partner: Vec<usize> = (0..len).collect();
+        for i in (1..len).rev() {
+            partner.swap(i, below(i + 1));
+        }
+        for (j, &p) in partner.iter().enumerate() {
+            for e in 0..dim {
+                let (kj, qp) = ((row * len + j) * dim + e, (row * len + p) * dim + e);
+                k[kj] = q[qp] + noise * jitter[kj];
+            }
+        }
+    }
+    let tensor = |values| Tensor::from_data(TensorData::new(values, shape), device);
+    (tensor(q), tensor(k))
+}
