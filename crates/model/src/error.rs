@@ -1,0 +1,38 @@
+//! Errors of model loading and running.
+
+use thiserror::Error;
+
+/// An error loading or running a model.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// Reading a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not a GGUF file this reader understands.
+    #[error("GGUF format: {0}")]
+    Format(String),
+    /// A metadata key or tensor the model needs is missing or of the wrong kind.
+    #[error("GGUF is missing {0}")]
+    Missing(String),
+    /// A tensor type without a dequantiser here.
+    #[error(
+        "tensor {name} has type {kind}, which this reader cannot dequantise (F32, F16, Q8_0, Q4_0, Q4_1 can)"
+    )]
+    UnsupportedType {
+        /// Tensor name.
+        name: String,
+        /// GGML type id.
+        kind: u32,
+    },
+    /// An attention call failed.
+    #[error(transparent)]
+    Attention(#[from] burn_sparse_attn_core::AttnError),
+}
+
+/// Result of model loading and running.
+pub type ModelResult<T> = Result<T, ModelError>;

@@ -1,0 +1,10 @@
+//! A Llama-family decoder with pluggable attention.
+
+mod config;
+mod load;
+mod model;
+mod rope;
+
+pub use config::LlamaConfig;
+pub use model::{AttentionPlan, Llama, LlamaLayer, RmsNorm};
+pub use rope::apply_rope;

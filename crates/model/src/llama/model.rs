@@ -1,0 +1,147 @@
+//! The decoder: RMSNorm, RoPE, grouped-query attention by any method, SwiGLU, tied
+//! embeddings.
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{activation::silu, backend::Backend, Int, Tensor};
+use burn_sparse_attn_core::{Attention, AttentionConfig, AttentionMethod, KvCache};
+
+use super::config::LlamaConfig;
+use super::rope::apply_rope;
+use crate::error::ModelResult;
+
+/// Root-mean-square normalisation with a learned gain.
+#[derive(Module, Debug)]
+pub struct RmsNorm<B: Backend> {
+    /// `[d_model]`.
+    pub weight: Param<Tensor<B, 1>>,
+    /// Added to the mean square.
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    /// `x: [.., d_model]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let rms = x.clone().powf_scalar(2.0).mean_dim(D - 1).add_scalar(self.eps).sqrt();
+        let shape: [usize; D] = std::array::from_fn(|i| if i + 1 == D { self.weight.dims()[0] } else { 1 });
+        x / rms * self.weight.val().reshape(shape)
+    }
+}
+
+/// One decoder layer.
+#[derive(Module, Debug)]
+pub struct LlamaLayer<B: Backend> {
+    /// Norm before attention.
+    pub attn_norm: RmsNorm<B>,
+    /// Query projection.
+    pub q: Linear<B>,
+    /// Key projection.
+    pub k: Linear<B>,
+    /// Value projection.
+    pub v: Linear<B>,
+    /// Output projection.
+    pub o: Linear<B>,
+    /// The attention method of this layer.
+    pub attention: Attention<B>,
+    /// Norm before the MLP.
+    pub ffn_norm: RmsNorm<B>,
+    /// SwiGLU gate.
+    pub gate: Linear<B>,
+    /// SwiGLU up projection.
+    pub up: Linear<B>,
+    /// SwiGLU down projection.
+    pub down: Linear<B>,
+}
+
+/// A Llama-family decoder whose attention is chosen per layer.
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    /// Token embeddings `[vocab, d_model]`, tied to the output.
+    pub embedding: Param<Tensor<B, 2>>,
+    /// The layers.
+    pub layers: Vec<LlamaLayer<B>>,
+    /// Final norm.
+    pub norm: RmsNorm<B>,
+    /// Sizes.
+    #[module(skip)]
+    pub config: LlamaConfig,
+}
+
+/// Which attention each layer gets: `default` everywhere but `dense_layers`.
+#[derive(Debug, Clone)]
+pub struct AttentionPlan {
+    /// The method of the sparse layers.
+    pub default: AttentionConfig,
+    /// Layers kept dense (the first layers, often).
+    pub dense_layers: Vec<usize>,
+}
+
+impl AttentionPlan {
+    /// Dense attention in every layer.
+    pub fn dense() -> Self {
+        Self {
+            default: AttentionConfig::Dense(burn_sparse_attn_core::DenseAttentionConfig::new()),
+            dense_layers: vec![],
+        }
+    }
+
+    /// The config of layer `layer`.
+    pub fn for_layer(&self, layer: usize) -> AttentionConfig {
+        if self.dense_layers.contains(&layer) {
+            AttentionConfig::Dense(burn_sparse_attn_core::DenseAttentionConfig::new())
+        } else {
+            self.default.clone()
+        }
+    }
+}
+
+impl<B: Backend> LlamaLayer<B> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        cache: &mut KvCache<B>,
+        config: &LlamaConfig,
+    ) -> ModelResult<Tensor<B, 3>> {
+        let [b, t, _] = x.dims();
+        let (hd, offset) = (config.head_dim(), cache.len());
+        let heads = |y: Tensor<B, 3>, h: usize| y.reshape([b, t, h, hd]).swap_dims(1, 2);
+        let h = self.attn_norm.forward(x.clone());
+        let q = apply_rope(heads(self.q.forward(h.clone()), config.heads), offset, config.rope_theta);
+        let k = apply_rope(heads(self.k.forward(h.clone()), config.kv_heads), offset, config.rope_theta);
+        let v = heads(self.v.forward(h), config.kv_heads);
+        let attended = self.attention.forward_cached(q, k, v, cache)?.output;
+        let x = x + self.o.forward(attended.swap_dims(1, 2).reshape([b, t, config.heads * hd]));
+        let h = self.ffn_norm.forward(x.clone());
+        Ok(x.clone() + self.down.forward(silu(self.gate.forward(h.clone())) * self.up.forward(h)))
+    }
+}
+
+impl<B: Backend> Llama<B> {
+    /// Logits `[batch, len, vocab]` of `tokens: [batch, len]`, appended to `caches` (one per
+    /// layer; empty for a fresh sequence).
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>, caches: &mut [KvCache<B>]) -> ModelResult<Tensor<B, 3>> {
+        assert_eq!(caches.len(), self.layers.len(), "one cache per layer");
+        let [b, t] = tokens.dims();
+        let d = self.config.d_model;
+        let mut x = self.embedding.val().select(0, tokens.reshape([b * t])).reshape([b, t, d]);
+        for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
+            x = layer.forward(x, cache, &self.config)?;
+        }
+        let x = self.norm.forward(x);
+        Ok(x.matmul(self.embedding.val().transpose().unsqueeze::<3>()))
+    }
+
+    /// Empty caches, one per layer.
+    pub fn new_caches(&self) -> Vec<KvCache<B>> {
+        (0..self.layers.len()).map(|_| KvCache::new()).collect()
+    }
+}
+
+/// A bias-free linear layer holding `weight: [d_input, d_output]`.
+pub(crate) fn linear<B: Backend>(weight: Tensor<B, 2>) -> Linear<B> {
+    let [d_input, d_output] = weight.dims();
+    let mut layer = LinearConfig::new(d_input, d_output).with_bias(false).init(&weight.device());
+    layer.weight = Param::from_tensor(weight);
+    layer
+}
