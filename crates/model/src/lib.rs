@@ -4,7 +4,9 @@
 pub mod error;
 pub mod gguf;
 pub mod llama;
+pub mod tokenizer;
 
 pub use error::{ModelError, ModelResult};
 pub use gguf::GgufFile;
 pub use llama::{AttentionPlan, Llama, LlamaConfig};
+pub use tokenizer::GgufTokenizer;

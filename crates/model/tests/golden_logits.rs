@@ -72,3 +72,20 @@ fn dense_logits_match_the_numpy_reference() {
     eprintln!("largest difference of the top-5 logits: {worst:.2e}");
     assert!(worst < 2e-2, "logits differ by {worst}");
 }
+
+#[test]
+fn the_tokenizer_encodes_the_fixture_sentence_and_round_trips_text() {
+    let file = GgufFile::open(model_path()).unwrap();
+    let tokenizer = burn_sparse_attn_model::GgufTokenizer::from_gguf(&file).unwrap();
+    let fixture = include_str!("fixtures/smollm2_golden.json");
+    let ids: Vec<u32> = numbers(fixture, "token_ids").into_iter().map(|x| x as u32).collect();
+    assert_eq!(tokenizer.encode("The quick brown fox jumps over the lazy dog. The dog").unwrap(), ids);
+    let text = "It is a truth universally acknowledged, that a single man in possession of a good fortune,\n\
+                must be in want of a wife. 1813 — “Pride & Prejudice”; <|im_start|>user";
+    let encoded = tokenizer.encode(text).unwrap();
+    assert_eq!(tokenizer.decode(&encoded).unwrap(), text);
+    let start = tokenizer.encode("<|im_start|>").unwrap();
+    assert_eq!(start.len(), 1, "control tokens stay whole: {start:?}");
+    // Digits are split one by one, as in the model's training.
+    assert_eq!(tokenizer.encode("1813").unwrap().len(), 4);
+}
