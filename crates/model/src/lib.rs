@@ -2,6 +2,7 @@
 //! from a GGUF file (F32, F16, Q8_0, Q4_0 and Q4_1 tensors, dequantised on load).
 
 pub mod error;
+pub mod eval;
 pub mod gguf;
 pub mod llama;
 pub mod tokenizer;

@@ -1,6 +1,6 @@
 //! Attention over an index set of keys per query.
 
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, IndexingUpdateOp, Tensor};
 
 use super::chunks::query_chunks;
 use super::output::AttnOutput;
@@ -41,6 +41,12 @@ pub fn gather_attention<B: Backend>(
 }
 
 /// [`gather_attention`] for selections that are right by construction.
+///
+/// Reference strategy: per chunk of queries, the logits against every key come from one
+/// matmul, the selected ones are gathered, softmaxed, scattered back into a dense
+/// probability matrix and multiplied with V. The result is exactly attention over the
+/// selection; the cost is that of dense attention (matmuls are far faster than row-by-row
+/// gathers on the CPU backends). Reading only the selected keys is the kernels' job.
 pub(crate) fn gather_attention_unchecked<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -49,8 +55,7 @@ pub(crate) fn gather_attention_unchecked<B: Backend>(
     shape: &AttnShape,
     scale: f64,
 ) -> AttnOutput<B> {
-    let width = selection.width();
-    let per_query = shape.batch * shape.query_heads * width * (shape.head_dim + shape.value_dim);
+    let per_query = shape.batch * shape.query_heads * (2 * shape.kv_len + 3 * selection.width());
     let parts = query_chunks(shape.query_len, per_query)
         .into_iter()
         .map(|(start, len)| {
@@ -72,39 +77,18 @@ fn gather_chunk<B: Backend>(
     shape: &AttnShape,
     scale: f64,
 ) -> AttnOutput<B> {
-    let [batch, _, len, width] = selection.dims();
+    let [batch, _, len, _] = selection.dims();
     let rows = shape.groups() * len;
-    let rows_of = |x: Tensor<B, 4, Int>| group_heads(x, shape.kv_heads);
-    let flat = flat_key_rows(rows_of(selection.indices), shape.kv_len);
-    let gather = |x: Tensor<B, 4>| {
-        let dim = x.dims()[3];
-        x.reshape([batch * shape.kv_heads * shape.kv_len, dim]).select(0, flat.clone()).reshape([
-            batch,
-            shape.kv_heads,
-            rows,
-            width,
-            dim,
-        ])
-    };
-    let keys = gather(k);
-    let values = gather(v);
-    let q = group_heads(q, shape.kv_heads).unsqueeze_dim::<5>(3);
-    let logits = (q * keys).sum_dim(4).squeeze_dim::<4>(4).mul_scalar(scale);
+    let indices = group_heads(selection.indices, shape.kv_heads);
+    let all_logits = group_heads(q, shape.kv_heads).matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+    let logits = all_logits.gather(3, indices.clone());
     let invalid = group_heads(selection.valid, shape.kv_heads).bool_not();
     let (probs, lse) = masked_softmax(logits, Some(invalid));
-    let output = (probs.unsqueeze_dim::<5>(4) * values).sum_dim(3).squeeze_dim::<4>(3);
+    let dense_probs = Tensor::<B, 4>::zeros([batch, shape.kv_heads, rows, shape.kv_len], &probs.device())
+        .scatter(3, indices, probs, IndexingUpdateOp::Add);
+    let output = dense_probs.matmul(v);
     AttnOutput {
         output: ungroup_heads(output, shape.query_heads),
         lse: ungroup_heads(lse, shape.query_heads).squeeze_dim(3),
     }
-}
-
-/// `[batch, kv_heads, rows, n]` key positions -> flat row numbers into
-/// `[batch * kv_heads * kv_len, dim]`.
-fn flat_key_rows<B: Backend>(indices: Tensor<B, 4, Int>, kv_len: usize) -> Tensor<B, 1, Int> {
-    let [b, h, rows, n] = indices.dims();
-    let base = Tensor::<B, 1, Int>::arange(0..(b * h) as i64, &indices.device())
-        .mul_scalar(kv_len as i64)
-        .reshape([b, h, 1, 1]);
-    (indices + base).reshape([b * h * rows * n])
 }

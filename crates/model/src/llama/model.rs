@@ -121,6 +121,11 @@ impl<B: Backend> Llama<B> {
     /// Logits `[batch, len, vocab]` of `tokens: [batch, len]`, appended to `caches` (one per
     /// layer; empty for a fresh sequence).
     pub fn forward(&self, tokens: Tensor<B, 2, Int>, caches: &mut [KvCache<B>]) -> ModelResult<Tensor<B, 3>> {
+        Ok(self.logits(self.hidden(tokens, caches)?))
+    }
+
+    /// Final hidden states `[batch, len, d_model]` (normalised) of `tokens: [batch, len]`.
+    pub fn hidden(&self, tokens: Tensor<B, 2, Int>, caches: &mut [KvCache<B>]) -> ModelResult<Tensor<B, 3>> {
         assert_eq!(caches.len(), self.layers.len(), "one cache per layer");
         let [b, t] = tokens.dims();
         let d = self.config.d_model;
@@ -128,8 +133,20 @@ impl<B: Backend> Llama<B> {
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
             x = layer.forward(x, cache, &self.config)?;
         }
-        let x = self.norm.forward(x);
-        Ok(x.matmul(self.embedding.val().transpose().unsqueeze::<3>()))
+        Ok(self.norm.forward(x))
+    }
+
+    /// Logits `[batch, len, vocab]` of hidden states `[batch, len, d_model]` (tied embeddings).
+    pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        hidden.matmul(self.embedding.val().transpose().unsqueeze::<3>())
+    }
+
+    /// Gives every layer the attention `plan` chooses for it (the weights stay).
+    pub fn set_attention(&mut self, plan: &AttentionPlan, device: &B::Device) -> ModelResult<()> {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.attention = plan.for_layer(i).init(device)?;
+        }
+        Ok(())
     }
 
     /// Empty caches, one per layer.

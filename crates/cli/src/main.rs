@@ -1,0 +1,35 @@
+//! `bsa`: the command line of burn-sparse-attn.
+//!
+//! `bsa demo` loads SmolLM2-135M-Instruct (downloading it when missing), reads a long
+//! passage of a book, and runs it through the model with dense attention and with each
+//! sparse method, printing perplexity, agreement with dense and time side by side.
+
+mod backend;
+mod demo;
+
+use clap::{Parser, Subcommand};
+
+/// Sparse attention for Burn: demos and evaluations on a real model.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every attention method on a long passage of real text, against dense attention.
+    Demo(demo::DemoArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
+}
