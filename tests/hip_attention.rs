@@ -175,6 +175,12 @@ fn the_mask_finds_a_planted_needle_far_from_the_window() {
     let mask = hip_mask(q.clone(), k.clone(), &causal(&q, &k), &params(&method)).unwrap();
     let starts = to_ints(mask.block_starts.clone());
     let valid = to_bools(mask.valid.clone());
+    // Chosen blocks come sorted per query block, real ones first.
+    for (row_starts, row_valid) in starts.chunks(8).zip(valid.chunks(8)) {
+        let real: Vec<i64> = row_starts.iter().zip(row_valid).filter(|(_, v)| **v).map(|(s, _)| *s).collect();
+        assert!(real.windows(2).all(|w| w[0] < w[1]), "{real:?}");
+        assert!(row_valid.windows(2).all(|w| w[0] || !w[1]), "padding before a block: {row_valid:?}");
+    }
     let blocks = t / 16;
     for h in 0..2 {
         let row = (h * blocks + blocks - 1) * 8;

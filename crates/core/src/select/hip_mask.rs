@@ -75,7 +75,8 @@ impl HipMaskParams {
 /// The chosen key blocks of every query block.
 #[derive(Debug, Clone)]
 pub struct HipMask<B: Backend> {
-    /// First key of each chosen block, `[batch, query_heads, query_blocks, branches]`.
+    /// First key of each chosen block, `[batch, query_heads, query_blocks, branches]`,
+    /// ascending per query block, entries that are not blocks last.
     pub block_starts: Tensor<B, 4, Int>,
     /// Which entries are chosen blocks (a short range has fewer), same shape.
     pub valid: Tensor<B, 4, Bool>,
@@ -218,8 +219,13 @@ pub fn hip_mask<B: Backend>(
         ends = child_ends.gather(3, best);
         longest = longest.div_ceil(2);
     }
-    let valid = (ends - starts.clone()).equal_elem(1);
-    let block_starts = starts.mul_scalar(bk as i64).add_scalar(lo as i64);
+    // Chosen blocks in ascending key order, empty entries last.
+    let unused = shape.kv_len as i64;
+    let not_block = (ends - starts.clone()).not_equal_elem(1);
+    let block_starts =
+        starts.mul_scalar(bk as i64).add_scalar(lo as i64).mask_fill(not_block, unused).sort(3);
+    let valid = block_starts.clone().lower_elem(unused);
+    let block_starts = block_starts.clamp_max(unused - 1);
     Ok(HipMask { block_starts, valid, range_ends, block_size_k: bk, scored })
 }
 
