@@ -4,7 +4,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
-use super::method::{check_new_tokens, AttentionMethod};
+use super::method::{append_new_tokens, AttentionMethod};
 use crate::attend::{dense_attention, AttnOptions, AttnOutput};
 use crate::cache::KvCache;
 use crate::error::AttnResult;
@@ -39,9 +39,7 @@ impl<B: Backend> AttentionMethod<B> for DenseAttention {
         v: Tensor<B, 4>,
         cache: &mut KvCache<B>,
     ) -> AttnResult<AttnOutput<B>> {
-        check_new_tokens(&q, &k, &v)?;
-        cache.append(k, v, None)?;
-        let (k, v) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+        let (k, v) = append_new_tokens(&q, k, v, None, cache)?;
         let options = AttnOptions { scale: self.scale, ..AttnOptions::causal() };
         dense_attention(q, k, v, &options)
     }

@@ -4,7 +4,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
-use super::method::{check_new_tokens, AttentionMethod};
+use super::method::{append_new_tokens, check_new_tokens, AttentionMethod};
 use super::sparse::select_then_attend;
 use crate::attend::AttnOptions;
 use crate::attend::AttnOutput;
@@ -80,8 +80,7 @@ impl<B: Backend> AttentionMethod<B> for HashAttention<B> {
             });
         }
         let signatures = self.mapping.key_signatures(k.clone())?;
-        cache.append(k, v, Some(signatures))?;
-        let (k, v) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+        let (k, v) = append_new_tokens(&q, k, v, Some(signatures), cache)?;
         let key_signatures = cache.key_signatures().unwrap().clone();
         let query_signatures = self.mapping.query_signatures(q.clone())?;
         let scorer = |start: usize, len: usize| {

@@ -5,7 +5,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
-use super::method::{check_new_tokens, AttentionMethod};
+use super::method::{append_new_tokens, AttentionMethod};
 use crate::attend::{
     dense_attention, gather_attention_unchecked, query_chunks, AttnOptions, AttnOutput, QueryPositions,
 };
@@ -159,9 +159,7 @@ impl<B: Backend> AttentionMethod<B> for HipAttention {
         v: Tensor<B, 4>,
         cache: &mut KvCache<B>,
     ) -> AttnResult<AttnOutput<B>> {
-        check_new_tokens(&q, &k, &v)?;
-        cache.append(k, v, None)?;
-        let (k, v) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+        let (k, v) = append_new_tokens(&q, k, v, None, cache)?;
         let shape = AttnShape::of(&q, &k, &v)?;
         let options = AttnOptions { scale: self.scale, ..AttnOptions::causal() };
         let positions = options.positions(&shape)?;

@@ -4,7 +4,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
-use super::method::{check_new_tokens, AttentionMethod};
+use super::method::{append_new_tokens, check_new_tokens, AttentionMethod};
 use crate::attend::{dense_attention, hyper_attention_causal, AttnOptions, AttnOutput, HyperParams};
 use crate::cache::KvCache;
 use crate::error::{AttnError, AttnResult};
@@ -111,8 +111,7 @@ impl<B: Backend> AttentionMethod<B> for HyperAttention<B> {
         }
         let params = self.params(head_dim);
         let first = cache.is_empty();
-        cache.append(k, v, None)?;
-        let (k, v) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+        let (k, v) = append_new_tokens(&q, k, v, None, cache)?;
         if first && q.dims()[2] > 1 {
             return hyper_attention_causal(q, k, v, self.projections.val(), &params);
         }

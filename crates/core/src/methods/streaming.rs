@@ -4,7 +4,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
-use super::method::{check_new_tokens, AttentionMethod};
+use super::method::{append_new_tokens, AttentionMethod};
 use super::sparse::select_then_attend;
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;
@@ -57,9 +57,7 @@ impl<B: Backend> AttentionMethod<B> for StreamingAttention {
         v: Tensor<B, 4>,
         cache: &mut KvCache<B>,
     ) -> AttnResult<AttnOutput<B>> {
-        check_new_tokens(&q, &k, &v)?;
-        cache.append(k, v, None)?;
-        let (k, v) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+        let (k, v) = append_new_tokens(&q, k, v, None, cache)?;
         select_then_attend(q, k, v, &self.budget, self.scale, None)
     }
 }
