@@ -5,6 +5,7 @@ pub mod error;
 pub mod eval;
 pub mod gguf;
 pub mod llama;
+pub mod passkey;
 pub mod tokenizer;
 
 pub use error::{ModelError, ModelResult};
