@@ -11,31 +11,8 @@ pub fn device() -> <B as burn::tensor::backend::BackendTypes>::Device {
     Default::default()
 }
 
-/// SplitMix64: a small deterministic generator for test inputs.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
+#[allow(unused_imports)]
+pub use burn_sparse_attn::synthetic::SplitMix64 as Rng;
 
 pub fn randn_vec(len: usize, seed: u64) -> Vec<f32> {
     burn_sparse_attn::synthetic::normal_values(len, seed)

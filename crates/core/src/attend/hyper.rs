@@ -120,7 +120,8 @@ fn sampled_attention<B: Backend>(
     let m = params.sample_size;
     let device = q.device();
     let seed = params.seed ^ (nq as u64).wrapping_mul(0x9E37_79B9) ^ (nk as u64).rotate_left(32);
-    let samples: Vec<i64> = uniform_indices(b * h * m, nk, seed);
+    let mut rng = crate::synthetic::SplitMix64::new(seed);
+    let samples: Vec<i64> = (0..b * h * m).map(|_| rng.below(nk) as i64).collect();
     let samples = Tensor::<B, 3, Int>::from_data(TensorData::new(samples, [b, h, m]), &device);
     let pick =
         |x: Tensor<B, 4>, e: usize| x.gather(2, samples.clone().reshape([b, h, m, 1]).expand([b, h, m, e]));
@@ -195,18 +196,4 @@ fn pad_rows<B: Backend>(x: Tensor<B, 4>, len: usize) -> Tensor<B, 4> {
         return x;
     }
     Tensor::cat(vec![x.clone(), Tensor::zeros([b, h, len - n, e], &x.device())], 2)
-}
-
-/// `count` indices uniform in `0..n` from a SplitMix64 stream.
-fn uniform_indices(count: usize, n: usize, seed: u64) -> Vec<i64> {
-    let mut state = seed;
-    (0..count)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) % n as u64) as i64
-        })
-        .collect()
 }
