@@ -3,9 +3,15 @@
 //! `bsa demo` loads SmolLM2-135M-Instruct (downloading it when missing), reads a long
 //! passage of a book, and runs it through the model with dense attention and with each
 //! sparse method, printing perplexity, agreement with dense and time side by side.
+//! `bsa eval` runs the evaluation harness: perplexity, passkey retrieval and per-layer
+//! attention fidelity at several sparsities, with tables, JSON and plots.
 
 mod backend;
 mod demo;
+mod evaluate;
+mod plot;
+mod progress;
+mod setup;
 
 use clap::{Parser, Subcommand};
 
@@ -21,12 +27,15 @@ struct Cli {
 enum Command {
     /// Every attention method on a long passage of real text, against dense attention.
     Demo(demo::DemoArgs),
+    /// Perplexity, passkey retrieval and attention fidelity at several sparsities.
+    Eval(evaluate::EvalArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Eval(args) => evaluate::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

@@ -29,6 +29,9 @@ pub enum ModelError {
         /// GGML type id.
         kind: u32,
     },
+    /// An evaluation was asked for something it cannot do (an unknown method, an empty sweep).
+    #[error("evaluation: {0}")]
+    Eval(String),
     /// An attention call failed.
     #[error(transparent)]
     Attention(#[from] burn_sparse_attn_core::AttnError),

@@ -10,5 +10,5 @@ pub mod tokenizer;
 
 pub use error::{ModelError, ModelResult};
 pub use gguf::GgufFile;
-pub use llama::{AttentionPlan, Llama, LlamaConfig};
+pub use llama::{AttentionInputs, AttentionPlan, Llama, LlamaConfig};
 pub use tokenizer::GgufTokenizer;

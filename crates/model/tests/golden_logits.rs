@@ -4,19 +4,11 @@
 //! Needs the model at `models/SmolLM2-135M-Instruct.Q4_1.gguf` (scripts/get_model.sh puts
 //! it there; the test command runs it) or at the path in `SMOLLM2_GGUF`.
 
-use std::path::PathBuf;
+mod common;
 
-use burn::backend::NdArray;
 use burn::tensor::{Int, Tensor, TensorData};
-use burn_sparse_attn_model::{AttentionPlan, GgufFile, Llama};
-
-type B = NdArray<f32>;
-
-fn model_path() -> PathBuf {
-    std::env::var_os("SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    })
-}
+use burn_sparse_attn_model::{AttentionPlan, Llama};
+use common::{gguf, B};
 
 fn numbers(json: &str, key: &str) -> Vec<f64> {
     let start = json.find(&format!("\"{key}\"")).expect("key in fixture");
@@ -46,13 +38,11 @@ fn numbers(json: &str, key: &str) -> Vec<f64> {
 
 #[test]
 fn dense_logits_match_the_numpy_reference() {
-    let path = model_path();
-    assert!(path.exists(), "model not found at {}: run scripts/get_model.sh", path.display());
     let fixture = include_str!("fixtures/smollm2_golden.json");
     let ids: Vec<i64> = numbers(fixture, "token_ids").into_iter().map(|x| x as i64).collect();
     let top: Vec<f64> = numbers(fixture, "top5_per_position");
     let device = Default::default();
-    let file = GgufFile::open(&path).unwrap();
+    let file = gguf();
     let model = Llama::<B>::from_gguf(&file, &AttentionPlan::dense(), &device).unwrap();
     let t = ids.len();
     let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, t]), &device);
@@ -75,7 +65,7 @@ fn dense_logits_match_the_numpy_reference() {
 
 #[test]
 fn the_tokenizer_encodes_the_fixture_sentence_and_round_trips_text() {
-    let file = GgufFile::open(model_path()).unwrap();
+    let file = gguf();
     let tokenizer = burn_sparse_attn_model::GgufTokenizer::from_gguf(&file).unwrap();
     let fixture = include_str!("fixtures/smollm2_golden.json");
     let ids: Vec<u32> = numbers(fixture, "token_ids").into_iter().map(|x| x as u32).collect();

@@ -2,29 +2,21 @@
 //! in 512 tokens; a method that keeps the needle's keys finds it too; a sliding window that
 //! drops them cannot. Needs the model (see golden_logits.rs).
 
-use std::path::PathBuf;
+mod common;
 
-use burn::backend::NdArray;
 use burn_sparse_attn_core::{AttentionConfig, OracleTopKConfig, StreamingAttentionConfig};
 use burn_sparse_attn_model::passkey::{passkey_prompt, retrieves_passkey};
-use burn_sparse_attn_model::{AttentionPlan, GgufFile, GgufTokenizer, Llama};
-
-type B = NdArray<f32>;
+use burn_sparse_attn_model::AttentionPlan;
+use common::dense_model;
 
 #[test]
 fn passkey_is_found_unless_the_attention_drops_it() {
-    let path = std::env::var_os("SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
-    assert!(path.exists(), "model not found at {}: run scripts/get_model.sh", path.display());
     let device = Default::default();
-    let file = GgufFile::open(&path).unwrap();
-    let tokenizer = GgufTokenizer::from_gguf(&file).unwrap();
+    let (mut model, tokenizer) = dense_model();
     let (context, depth, passkey) = (512, 0.1, 48213);
     let prompt = passkey_prompt(&tokenizer, context, depth, passkey).unwrap();
     assert!(prompt.len() <= context && prompt.len() > context - 40, "prompt of {} tokens", prompt.len());
 
-    let mut model = Llama::<B>::from_gguf(&file, &AttentionPlan::dense(), &device).unwrap();
     let mut found = |config: Option<AttentionConfig>| {
         let plan =
             config.map_or_else(AttentionPlan::dense, |c| AttentionPlan { default: c, dense_layers: vec![] });

@@ -96,22 +96,45 @@ impl AttentionPlan {
     }
 }
 
+/// The inputs of one layer's attention: post-RoPE queries `[batch, heads, len, head_dim]`
+/// and keys and values `[batch, kv_heads, len, head_dim]` of the new tokens.
+#[derive(Debug, Clone)]
+pub struct AttentionInputs<B: Backend> {
+    /// Queries after RoPE.
+    pub q: Tensor<B, 4>,
+    /// Keys after RoPE.
+    pub k: Tensor<B, 4>,
+    /// Values.
+    pub v: Tensor<B, 4>,
+}
+
 impl<B: Backend> LlamaLayer<B> {
+    /// Queries, keys and values of `x: [batch, len, d_model]` at cache position `offset`.
+    fn attention_inputs(&self, x: Tensor<B, 3>, offset: usize, config: &LlamaConfig) -> AttentionInputs<B> {
+        let [b, t, _] = x.dims();
+        let hd = config.head_dim();
+        let heads = |y: Tensor<B, 3>, h: usize| y.reshape([b, t, h, hd]).swap_dims(1, 2);
+        let h = self.attn_norm.forward(x);
+        let q = apply_rope(heads(self.q.forward(h.clone()), config.heads), offset, config.rope_theta);
+        let k = apply_rope(heads(self.k.forward(h.clone()), config.kv_heads), offset, config.rope_theta);
+        let v = heads(self.v.forward(h), config.kv_heads);
+        AttentionInputs { q, k, v }
+    }
+
     fn forward(
         &self,
         x: Tensor<B, 3>,
         cache: &mut KvCache<B>,
         config: &LlamaConfig,
+        probe: &mut dyn FnMut(&AttentionInputs<B>) -> ModelResult<()>,
     ) -> ModelResult<Tensor<B, 3>> {
         let [b, t, _] = x.dims();
-        let (hd, offset) = (config.head_dim(), cache.len());
-        let heads = |y: Tensor<B, 3>, h: usize| y.reshape([b, t, h, hd]).swap_dims(1, 2);
-        let h = self.attn_norm.forward(x.clone());
-        let q = apply_rope(heads(self.q.forward(h.clone()), config.heads), offset, config.rope_theta);
-        let k = apply_rope(heads(self.k.forward(h.clone()), config.kv_heads), offset, config.rope_theta);
-        let v = heads(self.v.forward(h), config.kv_heads);
+        let inputs = self.attention_inputs(x.clone(), cache.len(), config);
+        probe(&inputs)?;
+        let AttentionInputs { q, k, v } = inputs;
         let attended = self.attention.forward_cached(q, k, v, cache)?.output;
-        let x = x + self.o.forward(attended.swap_dims(1, 2).reshape([b, t, config.heads * hd]));
+        let x =
+            x + self.o.forward(attended.swap_dims(1, 2).reshape([b, t, config.heads * config.head_dim()]));
         let h = self.ffn_norm.forward(x.clone());
         Ok(x.clone() + self.down.forward(silu(self.gate.forward(h.clone())) * self.up.forward(h)))
     }
@@ -126,12 +149,23 @@ impl<B: Backend> Llama<B> {
 
     /// Final hidden states `[batch, len, d_model]` (normalised) of `tokens: [batch, len]`.
     pub fn hidden(&self, tokens: Tensor<B, 2, Int>, caches: &mut [KvCache<B>]) -> ModelResult<Tensor<B, 3>> {
+        self.hidden_probed(tokens, caches, |_, _| Ok(()))
+    }
+
+    /// [`Llama::hidden`], calling `probe(layer, inputs)` with each layer's attention inputs
+    /// before that layer attends (to measure or capture them).
+    pub fn hidden_probed(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        caches: &mut [KvCache<B>],
+        mut probe: impl FnMut(usize, &AttentionInputs<B>) -> ModelResult<()>,
+    ) -> ModelResult<Tensor<B, 3>> {
         assert_eq!(caches.len(), self.layers.len(), "one cache per layer");
         let [b, t] = tokens.dims();
         let d = self.config.d_model;
         let mut x = self.embedding.val().select(0, tokens.reshape([b * t])).reshape([b, t, d]);
-        for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            x = layer.forward(x, cache, &self.config)?;
+        for (i, (layer, cache)) in self.layers.iter().zip(caches.iter_mut()).enumerate() {
+            x = layer.forward(x, cache, &self.config, &mut |inputs| probe(i, inputs))?;
         }
         Ok(self.norm.forward(x))
     }

@@ -1,0 +1,103 @@
+//! Perplexity of a model on real text, per method, context and sparsity, against dense.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::score::{score_sequence, SequenceScore};
+use super::suite::{KeyBudget, Method};
+use crate::error::{ModelError, ModelResult};
+use crate::llama::{AttentionPlan, Llama};
+use burn::tensor::backend::Backend;
+
+/// What a perplexity sweep runs: every method at every sparsity on the first `context`
+/// tokens of a text, for every context; the second half of each passage is scored.
+#[derive(Debug, Clone)]
+pub struct PerplexitySweep {
+    /// Passage lengths in tokens.
+    pub contexts: Vec<usize>,
+    /// Sparsity factors (8.0 attends to an eighth of the keys).
+    pub sparsities: Vec<f64>,
+    /// Methods; dense is always run (once per context) as the reference.
+    pub methods: Vec<Method>,
+    /// Layers kept dense in every method.
+    pub dense_layers: Vec<usize>,
+}
+
+impl PerplexitySweep {
+    /// Number of model runs: one dense and one per sparse method and sparsity, per context.
+    pub fn runs(&self) -> usize {
+        let sparse = self.methods.iter().filter(|m| **m != Method::Dense).count();
+        self.contexts.len() * (1 + sparse * self.sparsities.len())
+    }
+}
+
+/// One method at one context and sparsity.
+#[derive(Debug, Clone, Serialize)]
+pub struct PerplexityRow {
+    /// The method.
+    pub method: Method,
+    /// Tokens in the passage.
+    pub context: usize,
+    /// Sparsity factor (1 for dense).
+    pub sparsity: f64,
+    /// Keys each query of a sparse layer attends to (the context for dense).
+    pub keys_per_query: usize,
+    /// Perplexity of the second half of the passage.
+    pub perplexity: f64,
+    /// Fraction of scored positions whose most likely next token equals dense's.
+    pub agreement_with_dense: f64,
+    /// Wall time of the forward pass.
+    pub seconds: f64,
+}
+
+/// Runs `sweep` over `tokens` (at least the largest context long), calling `on_row` as each
+/// row is measured. The model's attention is left as the last run set it.
+pub fn perplexity_sweep<B: Backend>(
+    model: &mut Llama<B>,
+    tokens: &[u32],
+    sweep: &PerplexitySweep,
+    device: &B::Device,
+    mut on_row: impl FnMut(&PerplexityRow),
+) -> ModelResult<Vec<PerplexityRow>> {
+    let longest = sweep.contexts.iter().copied().max().unwrap_or(0);
+    if longest > tokens.len() {
+        return Err(ModelError::Eval(format!(
+            "context {longest} is longer than the text ({} tokens)",
+            tokens.len()
+        )));
+    }
+    let mut rows = Vec::new();
+    for &context in &sweep.contexts {
+        let passage = &tokens[..context];
+        let mut run = |method: Method, sparsity: f64, dense: Option<&SequenceScore>| {
+            let budget = KeyBudget::new(context, sparsity)?;
+            let plan = AttentionPlan {
+                default: method.config(&model.config, &budget),
+                dense_layers: sweep.dense_layers.clone(),
+            };
+            model.set_attention(&plan, device)?;
+            let start = Instant::now();
+            let score = score_sequence(model, passage, context / 2, device)?;
+            let row = PerplexityRow {
+                method,
+                context,
+                sparsity,
+                keys_per_query: if method == Method::Dense { context } else { budget.total },
+                perplexity: score.perplexity(),
+                agreement_with_dense: dense.map_or(1.0, |d| score.agreement(d)),
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            on_row(&row);
+            rows.push(row);
+            Ok::<_, ModelError>(score)
+        };
+        let dense = run(Method::Dense, 1.0, None)?;
+        for &sparsity in &sweep.sparsities {
+            for &method in sweep.methods.iter().filter(|m| **m != Method::Dense) {
+                run(method, sparsity, Some(&dense))?;
+            }
+        }
+    }
+    Ok(rows)
+}

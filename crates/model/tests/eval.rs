@@ -1,0 +1,106 @@
+//! The evaluation harness on SmolLM2: every method equals dense when its budget covers
+//! every key, the oracle keeps the most attention mass, and bad requests give clear errors.
+
+mod common;
+
+use burn_sparse_attn_model::eval::{
+    attention_fidelity, passkey_sweep, perplexity_sweep, FidelitySweep, KeyBudget, Method, PasskeySweep,
+    PerplexitySweep,
+};
+use common::{book_tokens, dense_model};
+
+const SPARSE: [Method; 5] = [Method::Streaming, Method::OracleTopK, Method::Hip, Method::Hyper, Method::Hash];
+
+#[test]
+fn fidelity_is_exact_at_full_budget_and_the_oracle_keeps_the_most_mass() {
+    let (mut model, tokenizer) = dense_model();
+    let context = 2 * KeyBudget::MIN_TOTAL + 9;
+    let tokens = book_tokens(&tokenizer, context);
+    let sweep = FidelitySweep { context, sparsities: vec![1.0, 2.0], methods: SPARSE.to_vec() };
+    let mut seen = 0;
+    let rows = attention_fidelity(&mut model, &tokens, &sweep, &Default::default(), |_| seen += 1).unwrap();
+    assert_eq!(rows.len(), sweep.rows_per_layer() * model.layers.len());
+    assert_eq!(seen, rows.len());
+    for row in rows.iter().filter(|r| r.sparsity == 1.0) {
+        assert!(row.relative_error < 1e-4, "{row:?}");
+        if let Some(recall) = row.mass_recall {
+            assert!((recall - 1.0).abs() < 1e-4, "{row:?}");
+        }
+    }
+    let half: Vec<_> = rows.iter().filter(|r| r.sparsity == 2.0).collect();
+    for layer in 0..model.layers.len() {
+        let recall = |m: Method| half.iter().find(|r| r.layer == layer && r.method == m).unwrap().mass_recall;
+        let oracle = recall(Method::OracleTopK).unwrap();
+        assert!(oracle <= 1.0 + 1e-4, "layer {layer}: {oracle}");
+        for method in [Method::Streaming, Method::Hip, Method::Hash] {
+            assert!(recall(method).unwrap() <= oracle + 1e-4, "layer {layer}: {method} beats the oracle");
+        }
+        assert!(recall(Method::Hyper).is_none());
+    }
+    let mean_error = |m: Method| {
+        let errors: Vec<f64> = half.iter().filter(|r| r.method == m).map(|r| r.relative_error).collect();
+        errors.iter().sum::<f64>() / errors.len() as f64
+    };
+    assert!(mean_error(Method::OracleTopK) < mean_error(Method::Streaming));
+}
+
+#[test]
+fn perplexity_sweep_equals_dense_at_full_budget_and_rejects_long_contexts() {
+    let (mut model, tokenizer) = dense_model();
+    let context = 2 * KeyBudget::MIN_TOTAL + 5;
+    let tokens = book_tokens(&tokenizer, context);
+    let sweep = PerplexitySweep {
+        contexts: vec![context],
+        sparsities: vec![1.0],
+        methods: SPARSE.to_vec(),
+        dense_layers: vec![0],
+    };
+    let device = Default::default();
+    let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |_| {}).unwrap();
+    assert_eq!(rows.len(), sweep.runs());
+    let dense = rows[0].perplexity;
+    assert_eq!(rows[0].method, Method::Dense);
+    for row in &rows {
+        assert!((row.perplexity - dense).abs() < 1e-3 * dense, "{row:?} vs dense {dense}");
+        assert_eq!(row.agreement_with_dense, 1.0, "{row:?}");
+    }
+    let too_long = PerplexitySweep { contexts: vec![context + 1], ..sweep };
+    let error = perplexity_sweep(&mut model, &tokens, &too_long, &device, |_| {}).unwrap_err();
+    assert!(error.to_string().contains("longer than the text"), "{error}");
+}
+
+#[test]
+fn passkey_sweep_counts_what_each_method_finds() {
+    let (mut model, tokenizer) = dense_model();
+    let sweep = PasskeySweep {
+        contexts: vec![256],
+        depths: vec![0.2],
+        sparsities: vec![1.0, 3.0],
+        methods: vec![Method::Streaming],
+        trials: 2,
+        dense_layers: vec![],
+        seed: 1,
+    };
+    let rows = passkey_sweep(&mut model, &tokenizer, &sweep, &Default::default(), |_| {}).unwrap();
+    assert_eq!(rows.len(), sweep.rows());
+    let found: Vec<usize> = rows.iter().map(|r| r.found).collect();
+    // Dense and a window covering the prompt find both keys; a window of a third cannot
+    // see a needle at 20% depth.
+    assert_eq!(found, vec![2, 2, 0], "{rows:?}");
+    let none = PasskeySweep { trials: 0, ..sweep };
+    assert!(passkey_sweep(&mut model, &tokenizer, &none, &Default::default(), |_| {}).is_err());
+}
+
+#[test]
+fn methods_and_budgets_reject_bad_input_clearly() {
+    let error = "flash".parse::<Method>().unwrap_err().to_string();
+    assert!(error.contains("unknown method \"flash\"") && error.contains("oracle-top-k"), "{error}");
+    for method in Method::ALL {
+        assert_eq!(method.name().parse::<Method>().unwrap(), method);
+    }
+    assert!(KeyBudget::new(1000, 0.5).unwrap_err().to_string().contains(">= 1"));
+    assert!(KeyBudget::new(1000, f64::NAN).is_err());
+    let budget = KeyBudget::new(4096, 16.0).unwrap();
+    assert_eq!((budget.total, budget.sink + budget.window + budget.heavy), (256, 256));
+    assert_eq!(KeyBudget::new(100, 8.0).unwrap().total, KeyBudget::MIN_TOTAL);
+}
