@@ -102,6 +102,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
         })?;
         drop(progress);
         print_perplexity(&results.perplexity);
+        save(&args, &results)?;
         plot_perplexity(&args, &results.perplexity)?;
     }
     if args.tasks.contains(&Task::Passkey) {
@@ -124,6 +125,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
         })?;
         drop(progress);
         print_passkey(&results.passkey, &args.depths);
+        save(&args, &results)?;
         plot_passkey(&args, &results.passkey)?;
     }
     if args.tasks.contains(&Task::Fidelity) {
@@ -142,11 +144,17 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
         })?;
         drop(progress);
         print_fidelity(&results.fidelity);
+        save(&args, &results)?;
         plot_fidelity(&args, &results.fidelity)?;
     }
-    let json = args.out.join("results.json");
-    std::fs::write(&json, serde_json::to_string_pretty(&results)?)?;
-    eprintln!("wrote {} and the plots beside it", json.display());
+    eprintln!("wrote {} and the plots beside it", args.out.join("results.json").display());
+    Ok(())
+}
+
+/// Writes what is measured so far to `results.json` (after each task, so that a long run
+/// cut short keeps its finished tasks).
+fn save(args: &EvalArgs, results: &Results) -> Result<(), Error> {
+    std::fs::write(args.out.join("results.json"), serde_json::to_string_pretty(results)?)?;
     Ok(())
 }
 

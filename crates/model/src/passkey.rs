@@ -12,8 +12,8 @@ const FILLER: &str =
     "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 const QUESTION: &str = "\nWhat is the pass key? The pass key is";
 
-/// A prompt of about `context` tokens with `passkey` stated at `depth` (0 = start, 1 = end)
-/// of the filler, ending with the question.
+/// A prompt of at most `context` tokens (as many filler sentences as fit) with `passkey`
+/// stated at `depth` (0 = start, 1 = end) of the filler, ending with the question.
 pub fn passkey_prompt(
     tokenizer: &GgufTokenizer,
     context: usize,
@@ -21,13 +21,24 @@ pub fn passkey_prompt(
     passkey: u32,
 ) -> ModelResult<Vec<u32>> {
     let needle = format!("The pass key is {passkey}. Remember it. {passkey} is the pass key. ");
-    let fixed = tokenizer.encode(&format!("{INTRO}{needle}{QUESTION}"))?.len();
+    let build = |fillers: usize| {
+        let before = ((fillers as f64) * depth.clamp(0.0, 1.0)).round() as usize;
+        let text =
+            format!("{INTRO}{}{needle}{}{QUESTION}", FILLER.repeat(before), FILLER.repeat(fillers - before));
+        tokenizer.encode(&text)
+    };
+    let fixed = build(0)?.len();
     let per_filler = tokenizer.encode(FILLER)?.len();
-    let fillers = context.saturating_sub(fixed) / per_filler;
-    let before = ((fillers as f64) * depth.clamp(0.0, 1.0)).round() as usize;
-    let text =
-        format!("{INTRO}{}{needle}{}{QUESTION}", FILLER.repeat(before), FILLER.repeat(fillers - before));
-    tokenizer.encode(&text)
+    // Fillers tokenize shorter together than alone: grow from the estimate while it fits.
+    let mut fillers = context.saturating_sub(fixed) / per_filler;
+    let mut prompt = build(fillers)?;
+    loop {
+        let longer = build(fillers + 1)?;
+        if longer.len() > context {
+            return Ok(prompt);
+        }
+        (fillers, prompt) = (fillers + 1, longer);
+    }
 }
 
 /// Greedy continuation of `prompt`: `new_tokens` tokens, prefill then decode with caches.

@@ -109,7 +109,7 @@ pub fn passkey_sweep<B: Backend>(
 pub fn check_contexts(tokenizer: &GgufTokenizer, contexts: &[usize]) -> ModelResult<()> {
     for &context in contexts {
         let prompt = passkey_prompt(tokenizer, context, 0.5, 12345)?;
-        if prompt.len() > context || prompt.len() + 64 < context {
+        if prompt.len() > context || prompt.len() + 32 < context {
             return Err(ModelError::Eval(format!(
                 "a passkey prompt of {context} tokens came out at {} tokens; use a context of at least 128",
                 prompt.len()

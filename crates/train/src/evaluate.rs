@@ -1,0 +1,59 @@
+//! Recall of the true top-k keys within the budget of a sparsity, for given mappings, on
+//! captured passages (held out of training).
+
+use burn::tensor::{backend::Backend, ElementConversion};
+use serde::Serialize;
+
+use crate::capture::CapturedQk;
+use crate::labels::{top_k_labels, true_logits, LabelConfig};
+use crate::mappings::HashMappings;
+use crate::objective::recall_at_budget;
+
+/// Recall of one set of mappings at one sparsity.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecallRow {
+    /// Which mappings ("trained", "random").
+    pub mappings: String,
+    /// Sparsity factor: the budget is the eligible keys / sparsity.
+    pub sparsity: f64,
+    /// Mean over layers, heads and queries of the fraction of the true top-k keys among the
+    /// `budget` keys ranked first by the hard signatures.
+    pub recall: f64,
+}
+
+/// Recall at each sparsity of `mappings` on `passage`, over `queries` query positions
+/// spread over its second half (`bits`: signature bits).
+pub fn recall_by_sparsity<B: Backend>(
+    name: &str,
+    mappings: &HashMappings<B>,
+    passage: &CapturedQk,
+    labels: &LabelConfig,
+    sparsities: &[f64],
+    queries: usize,
+    bits: usize,
+    device: &B::Device,
+) -> Vec<RecallRow> {
+    let end = passage.len;
+    let start = end - queries.min(end / 2);
+    let count = end - start;
+    let mut sums = vec![0.0; sparsities.len()];
+    for (layer, mapping) in mappings.layers.iter().enumerate() {
+        let q = passage.queries::<B>(layer, start, count, device);
+        let k = passage.keys::<B>(layer, end, device);
+        let eligible = labels.eligible::<B>(start, count, end, device);
+        let truth = top_k_labels(true_logits(q.clone(), k.clone()), eligible.clone(), labels.top_k);
+        let hard = mapping.scores(q, mapping.key_signatures(k).expect("shapes")).expect("shapes");
+        let keys = end.saturating_sub(labels.sink + labels.window) as f64;
+        for (sum, &s) in sums.iter_mut().zip(sparsities) {
+            let budget = ((keys / s).round() as usize).max(1);
+            let r = recall_at_budget(hard.clone(), truth.clone(), eligible.clone(), bits, budget);
+            *sum += r.into_scalar().elem::<f64>();
+        }
+    }
+    let layers = mappings.layers.len() as f64;
+    sparsities
+        .iter()
+        .zip(sums)
+        .map(|(&sparsity, sum)| RecallRow { mappings: name.to_string(), sparsity, recall: sum / layers })
+        .collect()
+}

@@ -1,0 +1,73 @@
+//! Training labels: each query's top-k keys by the true logit `q.k / sqrt(d)`, among the
+//! keys sparse attention does not keep anyway (outside the sink and the recent window).
+
+use burn::config::Config;
+use burn::tensor::{backend::Backend, Bool, Int, Tensor};
+
+/// Which keys are labelled: the `top_k` best of those past the first `sink` keys and
+/// before the `window` most recent ones (the query's own position included in the window).
+#[derive(Config, Debug, PartialEq)]
+pub struct LabelConfig {
+    /// Keys at the start every query keeps anyway.
+    #[config(default = 16)]
+    pub sink: usize,
+    /// Most recent keys every query keeps anyway.
+    #[config(default = 64)]
+    pub window: usize,
+    /// Positive keys per query.
+    #[config(default = 32)]
+    pub top_k: usize,
+}
+
+impl LabelConfig {
+    /// Eligible keys `[1, 1, count, end]` for queries at positions `start..start + count`
+    /// over keys `0..end`: `sink <= j` and `j + window <= i`.
+    pub fn eligible<B: Backend>(
+        &self,
+        start: usize,
+        count: usize,
+        end: usize,
+        device: &B::Device,
+    ) -> Tensor<B, 4, Bool> {
+        let query =
+            Tensor::<B, 1, Int>::arange(start as i64..(start + count) as i64, device).reshape([count, 1]);
+        let key = Tensor::<B, 1, Int>::arange(0..end as i64, device).reshape([1, end]);
+        let recent = key.clone().add_scalar(self.window as i64).greater(query);
+        let sink = key.lower_elem(self.sink as i64);
+        recent.bool_or(sink).bool_not().reshape([1, 1, count, end])
+    }
+}
+
+/// True logits `[1, heads, count, end]` of queries `q: [1, heads, count, d]` against keys
+/// `k: [1, kv_heads, end, d]` (query head `h` reads key head `h / (heads / kv_heads)`).
+pub fn true_logits<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [_, heads, _, d] = q.dims();
+    q.matmul(expand_heads(k, heads).transpose()).mul_scalar(1.0 / (d as f64).sqrt())
+}
+
+/// The `top_k` eligible keys of each query by `logits: [1, heads, count, end]` (all eligible
+/// keys when fewer). `eligible` broadcasts over heads.
+pub fn top_k_labels<B: Backend>(
+    logits: Tensor<B, 4>,
+    eligible: Tensor<B, 4, Bool>,
+    top_k: usize,
+) -> Tensor<B, 4, Bool> {
+    let dims = logits.dims();
+    let eligible = eligible.expand(dims);
+    if dims[3] <= top_k {
+        return eligible;
+    }
+    let masked = logits.mask_fill(eligible.clone().bool_not(), f32::NEG_INFINITY);
+    let threshold = masked.clone().topk(top_k, 3).min_dim(3);
+    masked.greater_equal(threshold.expand(dims)).bool_and(eligible)
+}
+
+/// Repeats key heads `[b, kv_heads, n, d]` to `heads` (each serving `heads / kv_heads` query heads).
+pub(crate) fn expand_heads<B: Backend>(k: Tensor<B, 4>, heads: usize) -> Tensor<B, 4> {
+    let [b, kv_heads, n, d] = k.dims();
+    if kv_heads == heads {
+        return k;
+    }
+    let groups = heads / kv_heads;
+    k.unsqueeze_dim::<5>(2).expand([b, kv_heads, groups, n, d]).reshape([b, heads, n, d])
+}

@@ -1,0 +1,71 @@
+//! HashAttention mappings for every layer of a model, saved as one file per layer in the
+//! format [`HashMappingConfig::load`] reads.
+
+use std::path::Path;
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn_sparse_attn_core::{AttnError, AttnResult, HashMapping, HashMappingConfig};
+
+/// Config of [`HashMappings`]: one [`HashMappingConfig`] for `layers` layers.
+#[derive(Config, Debug)]
+pub struct HashMappingsConfig {
+    /// The mapping of each layer.
+    pub mapping: HashMappingConfig,
+    /// Layers.
+    pub layers: usize,
+}
+
+/// One [`HashMapping`] per layer (heads batched within a layer).
+#[derive(Module, Debug)]
+pub struct HashMappings<B: Backend> {
+    /// By layer.
+    pub layers: Vec<HashMapping<B>>,
+}
+
+impl HashMappingsConfig {
+    /// Random mappings.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> AttnResult<HashMappings<B>> {
+        Ok(HashMappings {
+            layers: (0..self.layers).map(|_| self.mapping.init(device)).collect::<AttnResult<_>>()?,
+        })
+    }
+
+    /// Loads mappings saved by [`HashMappings::save_dir`].
+    pub fn load_dir<B: Backend>(
+        dir: impl AsRef<Path>,
+        device: &B::Device,
+    ) -> AttnResult<(Self, HashMappings<B>)> {
+        let dir = dir.as_ref();
+        let path = dir.join("config.json");
+        let config = Self::load(&path)
+            .map_err(|e| AttnError::File { path: path.display().to_string(), message: e.to_string() })?;
+        let layers = (0..config.layers)
+            .map(|i| config.mapping.load(layer_path(dir, i), device))
+            .collect::<AttnResult<_>>()?;
+        Ok((config, HashMappings { layers }))
+    }
+}
+
+impl<B: Backend> HashMappings<B> {
+    /// Writes `config.json` and `layer-<i>.mpk` for each layer into `dir` (created).
+    pub fn save_dir(&self, config: &HashMappingsConfig, dir: impl AsRef<Path>) -> AttnResult<()> {
+        let dir = dir.as_ref();
+        let file_error = |e: &dyn std::fmt::Display| AttnError::File {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| file_error(&e))?;
+        config.save(dir.join("config.json")).map_err(|e| file_error(&e))?;
+        for (i, mapping) in self.layers.iter().enumerate() {
+            mapping.clone().save(layer_path(dir, i))?;
+        }
+        Ok(())
+    }
+}
+
+/// `dir/layer-<i>` (the recorder adds `.mpk`).
+pub fn layer_path(dir: &Path, layer: usize) -> std::path::PathBuf {
+    dir.join(format!("layer-{layer}"))
+}

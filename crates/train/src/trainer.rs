@@ -1,0 +1,147 @@
+//! The training run: burn-train's supervised learner over [`HashTrainee`], with loss and
+//! recall metrics, per-epoch checkpoints, resume, and the trained mappings saved per layer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::config::Config;
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::optim::AdamConfig;
+use burn::record::DefaultRecorder;
+use burn::tensor::backend::AutodiffBackend;
+use burn::train::{Learner, SupervisedTraining};
+use burn_sparse_attn_core::{AttnError, HashMappingConfig};
+
+use crate::capture::CapturedQk;
+use crate::data::{QkBatch, QkBatcher, QueryChunks};
+use crate::labels::LabelConfig;
+use crate::mappings::{HashMappings, HashMappingsConfig};
+use crate::metrics::ScalarMetric;
+use crate::renderer::LineRenderer;
+use crate::step::HashTrainee;
+
+/// Config of a training run. Defaults follow the paper: top-32 labels, positive weight
+/// `alpha + beta * keys` with 20 and 0, Adam at 1e-3.
+#[derive(Config, Debug)]
+pub struct HashTrainingConfig {
+    /// The mapping of each layer.
+    pub mapping: HashMappingConfig,
+    /// Which keys are positives.
+    #[config(default = "LabelConfig::new()")]
+    pub labels: LabelConfig,
+    /// Positive weight, constant part.
+    #[config(default = 20.0)]
+    pub alpha: f64,
+    /// Positive weight per key of context.
+    #[config(default = 0.0)]
+    pub beta: f64,
+    /// Adam's learning rate.
+    #[config(default = 1e-3)]
+    pub learning_rate: f64,
+    /// Queries per step.
+    #[config(default = 64)]
+    pub queries_per_step: usize,
+    /// Earliest query position of a chunk (queries need keys to choose from).
+    #[config(default = 256)]
+    pub min_query_position: usize,
+    /// Steps per epoch (a checkpoint is written after each epoch).
+    #[config(default = 100)]
+    pub steps_per_epoch: usize,
+    /// Epochs.
+    #[config(default = 3)]
+    pub epochs: usize,
+    /// Validation chunks per epoch.
+    #[config(default = 8)]
+    pub valid_steps: usize,
+    /// Print a progress line every this many steps.
+    #[config(default = 10)]
+    pub log_every: usize,
+    /// Seed of the chunk draws.
+    #[config(default = 0)]
+    pub seed: u64,
+}
+
+/// Trains mappings for every layer of `train` (passages from one model) and validates on
+/// `valid`; checkpoints go to `dir/checkpoint`, the trained mappings to `dir/mappings`.
+/// With `resume`, training continues from the last checkpoint in `dir`.
+pub fn train_hash_mappings<B: AutodiffBackend>(
+    config: &HashTrainingConfig,
+    train: Vec<CapturedQk>,
+    valid: Vec<CapturedQk>,
+    dir: &Path,
+    resume: bool,
+    device: &B::Device,
+) -> Result<HashMappings<B::InnerBackend>, AttnError> {
+    let first = train.first().ok_or_else(|| AttnError::Config("no training passages".into()))?;
+    let layers = first.layers.len();
+    if valid.iter().chain(&train).any(|p| p.layers.len() != layers || p.heads != first.heads) {
+        return Err(AttnError::Config("training and validation passages come from different models".into()));
+    }
+    let mappings_config = HashMappingsConfig::new(config.mapping.clone(), layers);
+    let chunks = |passages: &[CapturedQk], len: usize, seed: u64| QueryChunks {
+        passage_lens: passages.iter().map(|p| p.len).collect(),
+        count: config.queries_per_step,
+        min_start: config.min_query_position,
+        len,
+        seed,
+    };
+    let train_chunks = chunks(&train, config.steps_per_epoch, config.seed);
+    let valid_chunks = chunks(&valid, config.valid_steps, config.seed ^ 0x5EED);
+    let train_loader = DataLoaderBuilder::<B, _, QkBatch<B>>::new(QkBatcher { passages: Arc::new(train) })
+        .batch_size(1)
+        .set_device(device.clone())
+        .build(train_chunks);
+    let valid_loader = DataLoaderBuilder::<B::InnerBackend, _, QkBatch<B::InnerBackend>>::new(QkBatcher {
+        passages: Arc::new(valid),
+    })
+    .batch_size(1)
+    .set_device(device.clone())
+    .build(valid_chunks);
+    let trainee = HashTrainee {
+        mappings: mappings_config.init::<B>(device)?,
+        labels: config.labels.clone(),
+        alpha: config.alpha,
+        beta: config.beta,
+        bits: config.mapping.bits,
+    };
+    let k = config.labels.top_k;
+    let mut training = SupervisedTraining::new(dir, train_loader, valid_loader)
+        .metric_train_numeric(ScalarMetric::loss())
+        .metric_valid_numeric(ScalarMetric::loss())
+        .metric_train_numeric(ScalarMetric::recall(k))
+        .metric_valid_numeric(ScalarMetric::recall(k))
+        .with_file_checkpointer(DefaultRecorder::new())
+        .with_application_logger(None)
+        .renderer(LineRenderer::new(config.log_every))
+        .num_epochs(config.epochs);
+    if resume {
+        if let Some(epoch) = last_checkpoint(dir) {
+            training = training.checkpoint(epoch);
+        }
+    }
+    let optimizer = AdamConfig::new().with_epsilon(1e-8).init();
+    let result = training.launch(Learner::new(trainee, optimizer, config.learning_rate));
+    let mappings = result.model.mappings;
+    mappings.save_dir(&mappings_config, dir.join("mappings"))?;
+    config
+        .save(dir.join("training.json"))
+        .map_err(|e| AttnError::File { path: dir.display().to_string(), message: e.to_string() })?;
+    Ok(mappings)
+}
+
+/// The last epoch with a model checkpoint in `dir/checkpoint`.
+pub fn last_checkpoint(dir: &Path) -> Option<usize> {
+    std::fs::read_dir(dir.join("checkpoint"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("model-")?.strip_suffix(".mpk")?.parse().ok()
+        })
+        .max()
+}
+
+/// Where the trained mappings of a run in `dir` are.
+pub fn mappings_dir(dir: &Path) -> PathBuf {
+    dir.join("mappings")
+}
