@@ -19,6 +19,10 @@ pub struct DemoArgs {
     /// Layers kept dense in every method.
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
+    /// Trained HashAttention mappings (a folder written by `bsa train-hash`); random
+    /// mappings otherwise.
+    #[arg(long)]
+    hash_mappings: Option<std::path::PathBuf>,
     /// Write the results as JSON to this file too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -33,8 +37,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     let budget = KeyBudget::new(args.tokens, args.sparsity)?;
     println!(
         "{} tokens of {} on {}; sparse methods attend to {} keys per query (sink {}, window {}, {} chosen); \
-         layers {:?} stay dense; the second half of the passage is scored; HashAttention's mappings are \
-         untrained (random)",
+         layers {:?} stay dense; the second half of the passage is scored; HashAttention's mappings: {}",
         tokens.len(),
         args.source.text_path().file_name().unwrap_or_default().to_string_lossy(),
         backend::name(),
@@ -42,7 +45,8 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         budget.sink,
         budget.window,
         budget.heavy,
-        args.dense_layers
+        args.dense_layers,
+        args.hash_mappings.as_ref().map_or("random (untrained)".to_string(), |d| d.display().to_string())
     );
     println!("{:<14} {:>11} {:>20} {:>10}", "method", "perplexity", "agreement w/ dense", "seconds");
     let sweep = PerplexitySweep {
@@ -50,6 +54,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         sparsities: vec![args.sparsity],
         methods: Method::ALL.to_vec(),
         dense_layers: args.dense_layers.clone(),
+        hash_mappings: args.hash_mappings.clone(),
     };
     let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |r| {
         println!(

@@ -45,6 +45,10 @@ pub struct EvalArgs {
     /// Layers kept dense in every method (perplexity and passkey).
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
+    /// Trained HashAttention mappings (a folder written by `bsa train-hash`); random
+    /// mappings otherwise.
+    #[arg(long)]
+    hash_mappings: Option<PathBuf>,
     /// Folder for results.json and the plots.
     #[arg(long, default_value = "eval-out")]
     out: PathBuf,
@@ -93,6 +97,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             sparsities: args.sparsities.clone(),
             methods: args.methods.clone(),
             dense_layers: args.dense_layers.clone(),
+            hash_mappings: args.hash_mappings.clone(),
         };
         let longest = args.contexts.iter().copied().max().unwrap_or(0);
         let tokens = args.source.passage(&tokenizer, longest)?;
@@ -113,6 +118,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             methods: args.methods.clone(),
             trials: args.trials,
             dense_layers: args.dense_layers.clone(),
+            hash_mappings: args.hash_mappings.clone(),
             seed: 7,
         };
         burn_sparse_attn_model::eval::retrieval::check_contexts(&tokenizer, &sweep.contexts)?;

@@ -4,7 +4,8 @@
 //! passage of a book, and runs it through the model with dense attention and with each
 //! sparse method, printing perplexity, agreement with dense and time side by side.
 //! `bsa eval` runs the evaluation harness: perplexity, passkey retrieval and per-layer
-//! attention fidelity at several sparsities, with tables, JSON and plots.
+//! attention fidelity at several sparsities, with tables, JSON and plots. `bsa train-hash`
+//! learns HashAttention's mappings with burn-train.
 
 mod backend;
 mod demo;
@@ -12,6 +13,7 @@ mod evaluate;
 mod plot;
 mod progress;
 mod setup;
+mod train_hash;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Perplexity, passkey retrieval and attention fidelity at several sparsities.
     Eval(evaluate::EvalArgs),
+    /// Learn HashAttention's mappings on real text and compare them with random ones.
+    TrainHash(train_hash::TrainHashArgs),
 }
 
 fn main() {
@@ -36,6 +40,7 @@ fn main() {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Eval(args) => evaluate::run(args),
+        Command::TrainHash(args) => train_hash::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

@@ -46,26 +46,36 @@ impl Source {
 
     /// The text's path.
     pub fn text_path(&self) -> PathBuf {
-        self.text.clone().unwrap_or_else(|| repo_root().join("../shared/data/books/pg1342.txt"))
+        self.text.clone().unwrap_or_else(|| book("pg1342.txt"))
     }
 
     /// The first `count` tokens of the text after its first 5% (past a Gutenberg header).
     pub fn passage(&self, tokenizer: &GgufTokenizer, count: usize) -> Result<Vec<u32>, Error> {
-        let path = self.text_path();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("{}: {e} (pass a long text with --text PATH)", path.display()))?;
-        let start = text.char_indices().nth(text.chars().count() / 20).map_or(0, |(i, _)| i);
-        let tokens = tokenizer.encode(&text[start..])?;
-        if tokens.len() < count {
-            return Err(format!(
-                "{} has {} tokens after its start, fewer than the {count} asked for",
-                path.display(),
-                tokens.len()
-            )
-            .into());
-        }
-        Ok(tokens[..count].to_vec())
+        book_tokens(&self.text_path(), tokenizer, count)
     }
+}
+
+/// The first `count` tokens of the text at `path` after its first 5% (past a Gutenberg
+/// header).
+pub fn book_tokens(path: &Path, tokenizer: &GgufTokenizer, count: usize) -> Result<Vec<u32>, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: {e} (pass a long text with --text PATH)", path.display()))?;
+    let start = text.char_indices().nth(text.chars().count() / 20).map_or(0, |(i, _)| i);
+    let tokens = tokenizer.encode(&text[start..])?;
+    if tokens.len() < count {
+        return Err(format!(
+            "{} has {} tokens after its start, fewer than the {count} asked for",
+            path.display(),
+            tokens.len()
+        )
+        .into());
+    }
+    Ok(tokens[..count].to_vec())
+}
+
+/// `../shared/data/books/<name>` beside the repository.
+pub fn book(name: &str) -> PathBuf {
+    repo_root().join("../shared/data/books").join(name)
 }
 
 fn repo_root() -> PathBuf {

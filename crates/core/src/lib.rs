@@ -24,7 +24,7 @@ pub use attend::{dense_attention, gather_attention, merge, AttnOptions, AttnOutp
 pub use cache::{CachedMask, KvCache};
 pub use error::{AttnError, AttnResult};
 pub use finite::ensure_finite;
-pub use hash::{HashActivation, HashMapping, HashMappingConfig};
+pub use hash::{HashActivation, HashMapping, HashMappingConfig, HashMappings, HashMappingsConfig};
 pub use methods::{
     Attention, AttentionConfig, AttentionMethod, DenseAttention, DenseAttentionConfig, HashAttention,
     HashAttentionConfig, HipAttention, HipAttentionConfig, HyperAttention, HyperAttentionConfig,

@@ -54,6 +54,7 @@ fn perplexity_sweep_equals_dense_at_full_budget_and_rejects_long_contexts() {
         sparsities: vec![1.0],
         methods: SPARSE.to_vec(),
         dense_layers: vec![0],
+        hash_mappings: None,
     };
     let device = Default::default();
     let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |_| {}).unwrap();
@@ -79,6 +80,7 @@ fn passkey_sweep_counts_what_each_method_finds() {
         methods: vec![Method::Streaming],
         trials: 2,
         dense_layers: vec![],
+        hash_mappings: None,
         seed: 1,
     };
     let rows = passkey_sweep(&mut model, &tokenizer, &sweep, &Default::default(), |_| {}).unwrap();

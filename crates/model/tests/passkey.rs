@@ -18,8 +18,7 @@ fn passkey_is_found_unless_the_attention_drops_it() {
     assert!(prompt.len() <= context && prompt.len() > context - 40, "prompt of {} tokens", prompt.len());
 
     let mut found = |config: Option<AttentionConfig>| {
-        let plan =
-            config.map_or_else(AttentionPlan::dense, |c| AttentionPlan { default: c, dense_layers: vec![] });
+        let plan = config.map_or_else(AttentionPlan::dense, |c| AttentionPlan::new(c, vec![]));
         model.set_attention(&plan, &device).unwrap();
         retrieves_passkey(&model, &tokenizer, context, depth, passkey, &device).unwrap()
     };

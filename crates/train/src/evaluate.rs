@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::capture::CapturedQk;
 use crate::labels::{top_k_labels, true_logits, LabelConfig};
-use crate::mappings::HashMappings;
 use crate::objective::recall_at_budget;
+use burn_sparse_attn_core::HashMappings;
 
 /// Recall of one set of mappings at one sparsity.
 #[derive(Debug, Clone, Serialize)]

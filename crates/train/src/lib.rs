@@ -6,20 +6,19 @@
 //! 3. [`objective`]: the relaxed score `tanh(phi_q) . tanh(phi_k)` through a sigmoid,
 //!    class-weighted binary cross-entropy, and recall@k of the hard signatures.
 //! 4. [`data`] streams query chunks against all their keys; [`trainer`] runs burn-train's
-//!    learner (loss and recall metrics, checkpoints, resume) over [`HashMappings`] for every
+//!    learner (loss and recall metrics, checkpoints, resume) over `HashMappings` for every
 //!    layer; [`evaluate`] measures recall at given sparsities against random mappings.
 
 pub mod capture;
 pub mod data;
 pub mod evaluate;
 pub mod labels;
-pub mod mappings;
 pub mod metrics;
 pub mod objective;
 pub mod renderer;
 pub mod step;
 pub mod trainer;
 
+pub use burn_sparse_attn_core::{HashMappings, HashMappingsConfig};
 pub use capture::{capture_qk, planted_clusters, CapturedQk};
-pub use mappings::{HashMappings, HashMappingsConfig};
 pub use trainer::{train_hash_mappings, HashTrainingConfig};

@@ -7,9 +7,9 @@ use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
 use crate::data::QkBatch;
 use crate::labels::{top_k_labels, true_logits, LabelConfig};
-use crate::mappings::HashMappings;
 use crate::metrics::HashStepOutput;
 use crate::objective::{recall_at_budget, relaxed_scores, weighted_bce};
+use burn_sparse_attn_core::HashMappings;
 
 /// The mappings with what a step needs to know besides them.
 #[derive(burn::module::Module, Debug)]

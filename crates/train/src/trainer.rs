@@ -15,10 +15,10 @@ use burn_sparse_attn_core::{AttnError, HashMappingConfig};
 use crate::capture::CapturedQk;
 use crate::data::{QkBatch, QkBatcher, QueryChunks};
 use crate::labels::LabelConfig;
-use crate::mappings::{HashMappings, HashMappingsConfig};
 use crate::metrics::ScalarMetric;
 use crate::renderer::LineRenderer;
 use crate::step::HashTrainee;
+use burn_sparse_attn_core::{HashMappings, HashMappingsConfig};
 
 /// Config of a training run. Defaults follow the paper: top-32 labels, positive weight
 /// `alpha + beta * keys` with 20 and 0, Adam at 1e-3.

@@ -3,9 +3,11 @@
 mod headwise_linear;
 mod mapping;
 mod mlp;
+mod per_layer;
 mod signature;
 
 pub use headwise_linear::{HeadwiseLinear, HeadwiseLinearConfig};
 pub use mapping::{HashMapping, HashMappingConfig};
 pub use mlp::{HashActivation, HeadwiseMlp, HeadwiseMlpConfig};
+pub use per_layer::{layer_path, HashMappings, HashMappingsConfig};
 pub use signature::{matching_bits, pack_signs, unpack_signs, words_for_bits, WORD_BITS};

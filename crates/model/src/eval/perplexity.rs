@@ -22,6 +22,9 @@ pub struct PerplexitySweep {
     pub methods: Vec<Method>,
     /// Layers kept dense in every method.
     pub dense_layers: Vec<usize>,
+    /// Trained HashAttention mappings (a folder per `HashMappings::save_dir`); random
+    /// mappings when `None`.
+    pub hash_mappings: Option<std::path::PathBuf>,
 }
 
 impl PerplexitySweep {
@@ -75,6 +78,7 @@ pub fn perplexity_sweep<B: Backend>(
             let plan = AttentionPlan {
                 default: method.config(&model.config, &budget),
                 dense_layers: sweep.dense_layers.clone(),
+                hash_mappings: sweep.hash_mappings.clone(),
             };
             model.set_attention(&plan, device)?;
             let start = Instant::now();

@@ -26,6 +26,9 @@ pub struct PasskeySweep {
     pub trials: usize,
     /// Layers kept dense in every method.
     pub dense_layers: Vec<usize>,
+    /// Trained HashAttention mappings (a folder per `HashMappings::save_dir`); random
+    /// mappings when `None`.
+    pub hash_mappings: Option<std::path::PathBuf>,
     /// Seed of the passkeys.
     pub seed: u64,
 }
@@ -81,6 +84,7 @@ pub fn passkey_sweep<B: Backend>(
             let plan = AttentionPlan {
                 default: method.config(&model.config, &budget),
                 dense_layers: sweep.dense_layers.clone(),
+                hash_mappings: sweep.hash_mappings.clone(),
             };
             model.set_attention(&plan, device)?;
             for &depth in &sweep.depths {

@@ -4,11 +4,13 @@
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{activation::silu, backend::Backend, Int, Tensor};
-use burn_sparse_attn_core::{Attention, AttentionConfig, AttentionMethod, KvCache};
+use std::path::PathBuf;
+
+use burn_sparse_attn_core::{Attention, AttentionConfig, AttentionMethod, HashMappingsConfig, KvCache};
 
 use super::config::LlamaConfig;
 use super::rope::apply_rope;
-use crate::error::ModelResult;
+use crate::error::{ModelError, ModelResult};
 
 /// Root-mean-square normalisation with a learned gain.
 #[derive(Module, Debug)]
@@ -75,6 +77,9 @@ pub struct AttentionPlan {
     pub default: AttentionConfig,
     /// Layers kept dense (the first layers, often).
     pub dense_layers: Vec<usize>,
+    /// Trained HashAttention mappings, one per layer (a folder written by
+    /// `HashMappings::save_dir`); `None` gives HashAttention layers random mappings.
+    pub hash_mappings: Option<PathBuf>,
 }
 
 impl AttentionPlan {
@@ -83,7 +88,13 @@ impl AttentionPlan {
         Self {
             default: AttentionConfig::Dense(burn_sparse_attn_core::DenseAttentionConfig::new()),
             dense_layers: vec![],
+            hash_mappings: None,
         }
+    }
+
+    /// `default` in every layer but `dense_layers`, with random hash mappings.
+    pub fn new(default: AttentionConfig, dense_layers: Vec<usize>) -> Self {
+        Self { default, dense_layers, hash_mappings: None }
     }
 
     /// The config of layer `layer`.
@@ -175,10 +186,30 @@ impl<B: Backend> Llama<B> {
         hidden.matmul(self.embedding.val().transpose().unsqueeze::<3>())
     }
 
-    /// Gives every layer the attention `plan` chooses for it (the weights stay).
+    /// Gives every layer the attention `plan` chooses for it (the weights stay), with the
+    /// plan's trained hash mappings in HashAttention layers.
     pub fn set_attention(&mut self, plan: &AttentionPlan, device: &B::Device) -> ModelResult<()> {
+        let trained = match &plan.hash_mappings {
+            Some(dir) => Some(HashMappingsConfig::load_dir::<B>(dir, device)?.1),
+            None => None,
+        };
+        if let Some(mappings) = &trained {
+            if mappings.layers.len() != self.layers.len() {
+                return Err(ModelError::Eval(format!(
+                    "hash mappings in {} are for {} layers, the model has {}",
+                    plan.hash_mappings.as_ref().map_or(String::new(), |d| d.display().to_string()),
+                    mappings.layers.len(),
+                    self.layers.len()
+                )));
+            }
+        }
         for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.attention = plan.for_layer(i).init(device)?;
+            layer.attention = match (plan.for_layer(i), &trained) {
+                (AttentionConfig::Hash(config), Some(mappings)) => {
+                    Attention::Hash(config.init_with(mappings.layers[i].clone())?)
+                }
+                (config, _) => config.init(device)?,
+            };
         }
         Ok(())
     }

@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
+use super::{HashMapping, HashMappingConfig};
+use crate::error::{AttnError, AttnResult};
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn_sparse_attn_core::{AttnError, AttnResult, HashMapping, HashMappingConfig};
 
 /// Config of [`HashMappings`]: one [`HashMappingConfig`] for `layers` layers.
 #[derive(Config, Debug)]

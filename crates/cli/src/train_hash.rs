@@ -1,0 +1,212 @@
+//! `bsa train-hash`: learns HashAttention's mappings for every layer of the model on
+//! queries and keys captured from books, then compares them with random mappings on a
+//! held-out book (recall of the true top-k keys at given sparsities, and perplexity).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend as _;
+use burn_sparse_attn_core::{HashMappingConfig, HashMappingsConfig};
+use burn_sparse_attn_model::eval::{perplexity_sweep, Method, PerplexityRow, PerplexitySweep};
+use burn_sparse_attn_train::evaluate::{recall_by_sparsity, RecallRow};
+use burn_sparse_attn_train::labels::LabelConfig;
+use burn_sparse_attn_train::{capture_qk, train_hash_mappings, CapturedQk, HashTrainingConfig};
+use serde::Serialize;
+
+use crate::backend::{self, Backend};
+use crate::progress::Progress;
+use crate::setup::{book, book_tokens, Error, Source, DEFAULT_MODEL};
+
+/// Options of `bsa train-hash`.
+#[derive(clap::Args)]
+pub struct TrainHashArgs {
+    /// A Llama-family GGUF file (SmolLM2-135M-Instruct is downloaded when missing).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Training texts (default: Pride and Prejudice and Alice in Wonderland).
+    #[arg(long, value_delimiter = ',')]
+    train_texts: Vec<PathBuf>,
+    /// Held-out text for the evaluation (default: Frankenstein).
+    #[arg(long)]
+    holdout_text: Option<PathBuf>,
+    /// Tokens per captured passage.
+    #[arg(long, default_value_t = 2048)]
+    context: usize,
+    /// Training passages per text (one more of the first text validates).
+    #[arg(long, default_value_t = 2)]
+    passages_per_text: usize,
+    /// Signature bits (a multiple of 32).
+    #[arg(long, default_value_t = 32)]
+    bits: usize,
+    /// Hidden width of the mapping MLPs.
+    #[arg(long, default_value_t = 32)]
+    hidden: usize,
+    /// Linear layers per MLP.
+    #[arg(long, default_value_t = 2)]
+    mlp_layers: usize,
+    /// Positive keys per query (the true top-k).
+    #[arg(long, default_value_t = 32)]
+    top_k: usize,
+    /// Epochs (a checkpoint after each).
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Steps per epoch.
+    #[arg(long, default_value_t = 100)]
+    steps_per_epoch: usize,
+    /// Queries per step (all layers at once).
+    #[arg(long, default_value_t = 64)]
+    queries_per_step: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    /// Sparsity factors of the evaluation.
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32")]
+    sparsities: Vec<f64>,
+    /// Layers kept dense in the perplexity runs.
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    dense_layers: Vec<usize>,
+    /// Skip the perplexity runs of the evaluation.
+    #[arg(long)]
+    skip_perplexity: bool,
+    /// Continue from the last checkpoint in `--out`.
+    #[arg(long)]
+    resume: bool,
+    /// Folder of checkpoints, logs, the trained mappings (`mappings/`) and `report.json`.
+    #[arg(long, default_value = "runs/hash-smollm2")]
+    out: PathBuf,
+}
+
+#[derive(Serialize)]
+struct Report {
+    backend: &'static str,
+    train_seconds: f64,
+    recall: Vec<RecallRow>,
+    perplexity: Vec<PerplexityRow>,
+}
+
+/// Runs training and evaluation.
+pub fn run(args: TrainHashArgs) -> Result<(), Error> {
+    let device = Default::default();
+    let source = Source { model: args.model.clone(), text: None };
+    let loaded = source.load(&device)?;
+    let (mut model, tokenizer) = (loaded.model, loaded.tokenizer);
+    let texts = if args.train_texts.is_empty() {
+        vec![book("pg1342.txt"), book("pg11.txt")]
+    } else {
+        args.train_texts.clone()
+    };
+    let holdout = args.holdout_text.clone().unwrap_or_else(|| book("pg84.txt"));
+    let n = args.passages_per_text;
+    let mut progress = Progress::new("capture", texts.len() * n + 2);
+    let (mut train, mut valid) = (Vec::new(), Vec::new());
+    for (t, text) in texts.iter().enumerate() {
+        let extra = usize::from(t == 0);
+        let tokens = book_tokens(text, &tokenizer, args.context * (n + extra))?;
+        for (p, passage) in tokens.chunks(args.context).enumerate() {
+            let captured = capture_qk(&mut model, passage, &device)?;
+            if p < n {
+                train.push(captured)
+            } else {
+                valid.push(captured)
+            }
+            progress.step(format!("{} passage {p}", text.display()));
+        }
+    }
+    let held_out = capture_qk(&mut model, &book_tokens(&holdout, &tokenizer, args.context)?, &device)?;
+    progress.step(format!("{} (held out)", holdout.display()));
+    drop(progress);
+
+    let config = &model.config;
+    let mapping = HashMappingConfig::new(config.head_dim(), config.heads, config.kv_heads)
+        .with_bits(args.bits)
+        .with_hidden(args.hidden)
+        .with_layers(args.mlp_layers);
+    let labels = LabelConfig::new().with_top_k(args.top_k);
+    let training = HashTrainingConfig::new(mapping.clone())
+        .with_labels(labels.clone())
+        .with_learning_rate(args.learning_rate)
+        .with_queries_per_step(args.queries_per_step)
+        .with_steps_per_epoch(args.steps_per_epoch)
+        .with_epochs(args.epochs)
+        .with_min_query_position(args.context / 4);
+    eprintln!(
+        "training mappings for {} layers on {} passages of {} tokens ({} validation) on {}",
+        config.layers,
+        train.len(),
+        args.context,
+        valid.len(),
+        backend::name()
+    );
+    let start = Instant::now();
+    let trained =
+        train_hash_mappings::<Autodiff<Backend>>(&training, train, valid, &args.out, args.resume, &device)?;
+    let train_seconds = start.elapsed().as_secs_f64();
+    let mappings_dir = args.out.join("mappings");
+    eprintln!("trained in {train_seconds:.0} s; mappings in {}", mappings_dir.display());
+
+    Backend::seed(&device, 1234);
+    let random = HashMappingsConfig::new(mapping, config.layers).init::<Backend>(&device)?;
+    let recall_of =
+        |name, m| recall_by_sparsity(name, m, &held_out, &labels, &args.sparsities, 256, args.bits, &device);
+    let mut recall = recall_of("trained", &trained);
+    recall.extend(recall_of("random", &random));
+    print_recall(&recall, &held_out, args.top_k);
+
+    let mut perplexity = Vec::new();
+    if !args.skip_perplexity {
+        let tokens = book_tokens(&holdout, &tokenizer, args.context)?;
+        let sweep = |methods: Vec<Method>, hash_mappings| PerplexitySweep {
+            contexts: vec![args.context],
+            sparsities: args.sparsities.clone(),
+            methods,
+            dense_layers: args.dense_layers.clone(),
+            hash_mappings,
+        };
+        let mut progress = Progress::new("perplexity", 2 + 3 * args.sparsities.len());
+        let mut step =
+            |r: &PerplexityRow| progress.step(format!("{} x{}: {:.3}", r.method, r.sparsity, r.perplexity));
+        let trained_sweep = sweep(vec![Method::OracleTopK, Method::Hash], Some(mappings_dir.clone()));
+        perplexity = perplexity_sweep(&mut model, &tokens, &trained_sweep, &device, &mut step)?;
+        for row in
+            perplexity_sweep(&mut model, &tokens, &sweep(vec![Method::Hash], None), &device, &mut step)?
+        {
+            if row.method == Method::Hash {
+                perplexity.push(row);
+            }
+        }
+        drop(progress);
+        print_perplexity(&perplexity);
+    }
+    let report = Report { backend: backend::name(), train_seconds, recall, perplexity };
+    let path = args.out.join("report.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn print_recall(rows: &[RecallRow], held_out: &CapturedQk, top_k: usize) {
+    println!(
+        "\nRecall of the true top-{top_k} keys (outside sink and window) within the budget, held-out passage of {} \
+         tokens (oracle top-k: 1 by definition)",
+        held_out.len
+    );
+    println!("{:<10} {:>9} {:>8}", "mappings", "sparsity", "recall");
+    for r in rows {
+        println!("{:<10} {:>9} {:>8.3}", r.mappings, format!("{}x", r.sparsity), r.recall);
+    }
+}
+
+fn print_perplexity(rows: &[PerplexityRow]) {
+    println!("\nPerplexity of the held-out passage's second half (hash rows: trained first, then random)");
+    println!("{:<14} {:>9} {:>11} {:>10}", "method", "sparsity", "perplexity", "agreement");
+    for r in rows {
+        println!(
+            "{:<14} {:>9} {:>11.3} {:>10.3}",
+            r.method.name(),
+            format!("{}x", r.sparsity),
+            r.perplexity,
+            r.agreement_with_dense
+        );
+    }
+}
