@@ -3,7 +3,7 @@
 use burn_sparse_attn_model::eval::{perplexity_sweep, KeyBudget, Method, PerplexitySweep};
 
 use crate::backend;
-use crate::setup::{Error, Source};
+use crate::setup::{hash_mappings_for, Error, Source};
 
 /// Options of `bsa demo`.
 #[derive(clap::Args)]
@@ -19,10 +19,13 @@ pub struct DemoArgs {
     /// Layers kept dense in every method.
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
-    /// Trained HashAttention mappings (a folder written by `bsa train-hash`); random
-    /// mappings otherwise.
+    /// Trained HashAttention mappings (a folder written by `bsa train-hash`; default: the
+    /// committed SmolLM2 mappings when the model is the default one).
     #[arg(long)]
     hash_mappings: Option<std::path::PathBuf>,
+    /// Give HashAttention random (untrained) mappings.
+    #[arg(long)]
+    random_hash: bool,
     /// Write the results as JSON to this file too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -32,6 +35,7 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> Result<(), Error> {
     let device = Default::default();
     let loaded = args.source.load(&device)?;
+    let hash_mappings = hash_mappings_for(&args.source.model, args.hash_mappings.clone(), args.random_hash);
     let mut model = loaded.model;
     let tokens = args.source.passage(&loaded.tokenizer, args.tokens)?;
     let budget = KeyBudget::new(args.tokens, args.sparsity)?;
@@ -46,7 +50,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         budget.window,
         budget.heavy,
         args.dense_layers,
-        args.hash_mappings.as_ref().map_or("random (untrained)".to_string(), |d| d.display().to_string())
+        hash_mappings.as_ref().map_or("random (untrained)".to_string(), |d| d.display().to_string())
     );
     println!("{:<14} {:>11} {:>20} {:>10}", "method", "perplexity", "agreement w/ dense", "seconds");
     let sweep = PerplexitySweep {
@@ -54,7 +58,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         sparsities: vec![args.sparsity],
         methods: Method::ALL.to_vec(),
         dense_layers: args.dense_layers.clone(),
-        hash_mappings: args.hash_mappings.clone(),
+        hash_mappings: hash_mappings.clone(),
     };
     let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |r| {
         println!(

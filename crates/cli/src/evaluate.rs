@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::plot::{self, Axes, Panel, Series};
 use crate::progress::Progress;
-use crate::setup::{Error, Source};
+use crate::setup::{hash_mappings_for, Error, Source};
 
 /// Options of `bsa eval`.
 #[derive(clap::Args)]
@@ -45,10 +45,13 @@ pub struct EvalArgs {
     /// Layers kept dense in every method (perplexity and passkey).
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
-    /// Trained HashAttention mappings (a folder written by `bsa train-hash`); random
-    /// mappings otherwise.
+    /// Trained HashAttention mappings (a folder written by `bsa train-hash`; default: the
+    /// committed SmolLM2 mappings when the model is the default one).
     #[arg(long)]
     hash_mappings: Option<PathBuf>,
+    /// Give HashAttention random (untrained) mappings.
+    #[arg(long)]
+    random_hash: bool,
     /// Folder for results.json and the plots.
     #[arg(long, default_value = "eval-out")]
     out: PathBuf,
@@ -71,6 +74,7 @@ struct Results {
     backend: &'static str,
     model: String,
     text: String,
+    hash_mappings: Option<String>,
     perplexity: Vec<PerplexityRow>,
     passkey: Vec<PasskeyRow>,
     fidelity: Vec<FidelityRow>,
@@ -83,12 +87,14 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
     }
     let device = Default::default();
     let loaded = args.source.load(&device)?;
+    let hash_mappings = hash_mappings_for(&args.source.model, args.hash_mappings.clone(), args.random_hash);
     let (mut model, tokenizer) = (loaded.model, loaded.tokenizer);
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let mut results = Results {
         backend: crate::backend::name(),
         model: args.source.model.display().to_string(),
         text: args.source.text_path().display().to_string(),
+        hash_mappings: hash_mappings.as_ref().map(|d| d.display().to_string()),
         ..Default::default()
     };
     if args.tasks.contains(&Task::Perplexity) {
@@ -97,7 +103,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             sparsities: args.sparsities.clone(),
             methods: args.methods.clone(),
             dense_layers: args.dense_layers.clone(),
-            hash_mappings: args.hash_mappings.clone(),
+            hash_mappings: hash_mappings.clone(),
         };
         let longest = args.contexts.iter().copied().max().unwrap_or(0);
         let tokens = args.source.passage(&tokenizer, longest)?;
@@ -118,7 +124,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             methods: args.methods.clone(),
             trials: args.trials,
             dense_layers: args.dense_layers.clone(),
-            hash_mappings: args.hash_mappings.clone(),
+            hash_mappings: hash_mappings.clone(),
             seed: 7,
         };
         burn_sparse_attn_model::eval::retrieval::check_contexts(&tokenizer, &sweep.contexts)?;
@@ -139,6 +145,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             context: args.fidelity_context,
             sparsities: args.sparsities.clone(),
             methods: args.methods.clone(),
+            hash_mappings: hash_mappings.clone(),
         };
         let tokens = args.source.passage(&tokenizer, sweep.context)?;
         let mut progress = Progress::new("fidelity", sweep.rows_per_layer() * model.layers.len());

@@ -73,6 +73,18 @@ pub fn book_tokens(path: &Path, tokenizer: &GgufTokenizer, count: usize) -> Resu
     Ok(tokens[..count].to_vec())
 }
 
+/// The HashAttention mappings to use: `given`, else (unless `random`) the committed
+/// SmolLM2 mappings when `model` is the default model.
+pub fn hash_mappings_for(model: &Path, given: Option<PathBuf>, random: bool) -> Option<PathBuf> {
+    if random {
+        return None;
+    }
+    let committed = repo_root().join("assets/hash/smollm2-135m");
+    given.or_else(|| {
+        (model == Path::new(DEFAULT_MODEL) && committed.join("config.json").exists()).then_some(committed)
+    })
+}
+
 /// `../shared/data/books/<name>` beside the repository.
 pub fn book(name: &str) -> PathBuf {
     repo_root().join("../shared/data/books").join(name)

@@ -147,8 +147,7 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
 
     Backend::seed(&device, 1234);
     let random = HashMappingsConfig::new(mapping, config.layers).init::<Backend>(&device)?;
-    let recall_of =
-        |name, m| recall_by_sparsity(name, m, &held_out, &labels, &args.sparsities, 256, args.bits, &device);
+    let recall_of = |name, m| recall_by_sparsity(name, m, &held_out, &labels, &args.sparsities, 256, &device);
     let mut recall = recall_of("trained", &trained);
     recall.extend(recall_of("random", &random));
     print_recall(&recall, &held_out, args.top_k);

@@ -16,7 +16,8 @@ fn fidelity_is_exact_at_full_budget_and_the_oracle_keeps_the_most_mass() {
     let (mut model, tokenizer) = dense_model();
     let context = 2 * KeyBudget::MIN_TOTAL + 9;
     let tokens = book_tokens(&tokenizer, context);
-    let sweep = FidelitySweep { context, sparsities: vec![1.0, 2.0], methods: SPARSE.to_vec() };
+    let sweep =
+        FidelitySweep { context, sparsities: vec![1.0, 2.0], methods: SPARSE.to_vec(), hash_mappings: None };
     let mut seen = 0;
     let rows = attention_fidelity(&mut model, &tokens, &sweep, &Default::default(), |_| seen += 1).unwrap();
     assert_eq!(rows.len(), sweep.rows_per_layer() * model.layers.len());
@@ -105,4 +106,22 @@ fn methods_and_budgets_reject_bad_input_clearly() {
     let budget = KeyBudget::new(4096, 16.0).unwrap();
     assert_eq!((budget.total, budget.sink + budget.window + budget.heavy), (256, 256));
     assert_eq!(KeyBudget::new(100, 8.0).unwrap().total, KeyBudget::MIN_TOTAL);
+}
+
+#[test]
+fn trained_hash_mappings_keep_more_attention_mass_than_random_ones() {
+    let (mut model, tokenizer) = dense_model();
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/hash/smollm2-135m");
+    let context = 320;
+    let tokens = book_tokens(&tokenizer, context);
+    let mean_recall = |model: &mut burn_sparse_attn_model::Llama<common::B>, hash_mappings| {
+        let sweep =
+            FidelitySweep { context, sparsities: vec![2.0], methods: vec![Method::Hash], hash_mappings };
+        let rows = attention_fidelity(model, &tokens, &sweep, &Default::default(), |_| {}).unwrap();
+        rows.iter().filter_map(|r| r.mass_recall).sum::<f64>() / rows.len() as f64
+    };
+    let trained = mean_recall(&mut model, Some(dir));
+    let random = mean_recall(&mut model, None);
+    eprintln!("mass recall at 2x: trained {trained:.3}, random {random:.3}");
+    assert!(trained > random + 0.02, "trained {trained} vs random {random}");
 }

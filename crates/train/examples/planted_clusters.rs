@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sparsities = [4.0, 8.0, 16.0];
     println!("recall of the true top-8 keys within the budget (held-out passage)");
     for (name, mappings) in [("trained", &trained), ("random", &random)] {
-        for row in recall_by_sparsity(name, mappings, &held_out, &labels, &sparsities, 128, 32, &device) {
+        for row in recall_by_sparsity(name, mappings, &held_out, &labels, &sparsities, 128, &device) {
             println!("{:<8} {:>4}x {:.3}", row.mappings, row.sparsity, row.recall);
         }
     }

@@ -21,8 +21,8 @@ pub struct RecallRow {
     pub recall: f64,
 }
 
-/// Recall at each sparsity of `mappings` on `passage`, over `queries` query positions
-/// spread over its second half (`bits`: signature bits).
+/// Recall at each sparsity of `mappings` on `passage`, over its last `queries` query
+/// positions (at most half of it).
 pub fn recall_by_sparsity<B: Backend>(
     name: &str,
     mappings: &HashMappings<B>,
@@ -30,7 +30,6 @@ pub fn recall_by_sparsity<B: Backend>(
     labels: &LabelConfig,
     sparsities: &[f64],
     queries: usize,
-    bits: usize,
     device: &B::Device,
 ) -> Vec<RecallRow> {
     let end = passage.len;
@@ -42,6 +41,7 @@ pub fn recall_by_sparsity<B: Backend>(
         let k = passage.keys::<B>(layer, end, device);
         let eligible = labels.eligible::<B>(start, count, end, device);
         let truth = top_k_labels(true_logits(q.clone(), k.clone()), eligible.clone(), labels.top_k);
+        let bits = mapping.bits();
         let hard = mapping.scores(q, mapping.key_signatures(k).expect("shapes")).expect("shapes");
         let keys = end.saturating_sub(labels.sink + labels.window) as f64;
         for (sum, &s) in sums.iter_mut().zip(sparsities) {

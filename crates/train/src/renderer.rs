@@ -53,7 +53,7 @@ impl MetricsRendererTraining for LineRenderer {
     fn render_train(&mut self, item: TrainingProgress, _progress: Vec<ProgressType>) {
         let step = item.progress.as_ref().map_or(0, |p| p.items_processed);
         let total = item.progress.as_ref().map_or(0, |p| p.items_total);
-        if step % self.every == 0 || step == total {
+        if step.is_multiple_of(self.every) || step == total {
             eprintln!(
                 "train epoch {}/{} step {step}/{total}  {}",
                 item.global_progress.items_processed,

@@ -112,9 +112,8 @@ fn training_raises_recall_far_above_random_mappings() {
     B::seed(&device, 2);
     let random = HashMappingsConfig::new(config.mapping.clone(), 1).init::<B>(&device).unwrap();
     let sparsity = [(384.0 - 12.0) / 8.0 / 2.0];
-    let recall = |name, m| {
-        recall_by_sparsity(name, m, &held_out, &config.labels, &sparsity, 128, 32, &device)[0].recall
-    };
+    let recall =
+        |name, m| recall_by_sparsity(name, m, &held_out, &config.labels, &sparsity, 128, &device)[0].recall;
     let (trained_recall, random_recall) = (recall("trained", &trained), recall("random", &random));
     eprintln!("recall at budget 16 (top 8): trained {trained_recall:.3}, random {random_recall:.3}");
     assert!(trained_recall > 0.4, "trained recall {trained_recall}");

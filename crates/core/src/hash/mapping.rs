@@ -126,6 +126,11 @@ impl<B: Backend> HashMapping<B> {
         self.query.layers[0].weight.dims()[0]
     }
 
+    /// Signature bits (the width of the MLPs' output).
+    pub fn bits(&self) -> usize {
+        self.query.layers.last().map_or(0, |l| l.weight.dims()[2])
+    }
+
     /// Heads of the key MLPs.
     pub fn key_heads(&self) -> usize {
         self.key.layers[0].weight.dims()[0]

@@ -2,7 +2,9 @@
 //! keeps, and how far its output is from dense, on the model's own queries and keys.
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
-use burn_sparse_attn_core::{dense_attention, AttentionMethod, AttnOptions, KvCache};
+use burn_sparse_attn_core::{
+    dense_attention, Attention, AttentionConfig, AttentionMethod, AttnOptions, HashMappingsConfig, KvCache,
+};
 use serde::Serialize;
 
 use super::suite::{KeyBudget, Method};
@@ -20,6 +22,9 @@ pub struct FidelitySweep {
     pub sparsities: Vec<f64>,
     /// Sparse methods (dense is the reference and is skipped).
     pub methods: Vec<Method>,
+    /// Trained HashAttention mappings (a folder per `HashMappings::save_dir`); random
+    /// mappings when `None`.
+    pub hash_mappings: Option<std::path::PathBuf>,
 }
 
 impl FidelitySweep {
@@ -67,6 +72,10 @@ pub fn attention_fidelity<B: Backend>(
         )));
     }
     model.set_attention(&AttentionPlan::dense(), device)?;
+    let trained = match &sweep.hash_mappings {
+        Some(dir) => Some(HashMappingsConfig::load_dir::<B>(dir, device)?.1),
+        None => None,
+    };
     let mut settings = Vec::new();
     for &sparsity in &sweep.sparsities {
         let budget = KeyBudget::new(context, sparsity)?;
@@ -90,8 +99,13 @@ pub fn attention_fidelity<B: Backend>(
             top_k_mass(q.clone().narrow(2, from, scored), k.clone(), dense_lse.clone(), from, &totals);
         let dense_norm = dense_out.clone().powf_scalar(2.0).sum().into_scalar().elem::<f64>().sqrt();
         for ((method, sparsity, budget, config), top) in settings.iter().zip(top_mass) {
-            let out =
-                config.init::<B>(device)?.prefill(q.clone(), k.clone(), v.clone(), &mut KvCache::new())?;
+            let attention = match (config, &trained) {
+                (AttentionConfig::Hash(hash), Some(m)) => {
+                    Attention::Hash(hash.init_with(m.layers[layer].clone())?)
+                }
+                _ => config.init::<B>(device)?,
+            };
+            let out = attention.prefill(q.clone(), k.clone(), v.clone(), &mut KvCache::new())?;
             let diff = out.output.narrow(2, from, scored) - dense_out.clone();
             let relative_error = diff.powf_scalar(2.0).sum().into_scalar().elem::<f64>().sqrt() / dense_norm;
             let (kept_mass, mass_recall) = if method.attends_key_subset() {
