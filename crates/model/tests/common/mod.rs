@@ -32,10 +32,10 @@ pub fn dense_model() -> (Llama<B>, GgufTokenizer) {
     (Llama::<B>::from_gguf(&file, &AttentionPlan::dense(), &Default::default()).unwrap(), tokenizer)
 }
 
-/// `count` tokens of Pride and Prejudice (from ../shared/data/books), past its header.
+/// `count` tokens of a passage of Pride and Prejudice (public domain; a fixture, so that
+/// the tests need nothing outside the repository).
 pub fn book_tokens(tokenizer: &GgufTokenizer, count: usize) -> Vec<u32> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/books/pg1342.txt");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let tokens = tokenizer.encode(&text[text.len() / 20..]).unwrap();
+    let tokens = tokenizer.encode(include_str!("../fixtures/book_passage.txt")).unwrap();
+    assert!(tokens.len() >= count, "the fixture has {} tokens, {count} asked for", tokens.len());
     tokens[..count].to_vec()
 }
