@@ -276,10 +276,7 @@ fn lines_by_sparsity<R>(
         } else {
             vec![(sparsity, y)]
         };
-        match series.iter_mut().find(|s| s.name == method.name()) {
-            Some(s) => s.points.extend(points),
-            None => series.push(Series { name: method.name().to_string(), color: color(method), points }),
-        }
+        add_points(&mut series, method, points);
     }
     series
 }
@@ -331,20 +328,21 @@ fn plot_fidelity(args: &EvalArgs, rows: &[FidelityRow]) -> Result<(), Error> {
             let mut series: Vec<Series> = Vec::new();
             for r in rows.iter().filter(|r| r.sparsity == s) {
                 let Some(recall) = r.mass_recall else { continue };
-                match series.iter_mut().find(|x| x.name == r.method.name()) {
-                    Some(x) => x.points.push((r.layer as f64, recall)),
-                    None => series.push(Series {
-                        name: r.method.name().to_string(),
-                        color: color(r.method),
-                        points: vec![(r.layer as f64, recall)],
-                    }),
-                }
+                add_points(&mut series, r.method, vec![(r.layer as f64, recall)]);
             }
             Panel { title: format!("attention mass recall, {s}x sparsity"), series }
         })
         .collect::<Vec<_>>();
     let axes = Axes { x: "layer", y: "mass recall of the oracle top keys", log_x: false };
     plot::draw(&args.out.join("fidelity.svg"), &axes, &panels)
+}
+
+/// Appends `points` to `method`'s line in `series`, starting the line when it is new.
+fn add_points(series: &mut Vec<Series>, method: Method, points: Vec<(f64, f64)>) {
+    match series.iter_mut().find(|s| s.name == method.name()) {
+        Some(s) => s.points.extend(points),
+        None => series.push(Series { name: method.name().to_string(), color: color(method), points }),
+    }
 }
 
 /// The palette index of `method`: its place in [`Method::ALL`].

@@ -2,14 +2,12 @@
 //! keeps, and how far its output is from dense, on the model's own queries and keys.
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
-use burn_sparse_attn_core::{
-    dense_attention, Attention, AttentionConfig, AttentionMethod, AttnOptions, HashMappingsConfig, KvCache,
-};
+use burn_sparse_attn_core::{dense_attention, AttentionMethod, AttnOptions, KvCache};
 use serde::Serialize;
 
-use super::suite::{KeyBudget, Method};
+use super::suite::{settings, KeyBudget, Method};
 use crate::error::{ModelError, ModelResult};
-use crate::llama::{AttentionInputs, AttentionPlan, Llama};
+use crate::llama::{layer_attention, AttentionInputs, AttentionPlan, Llama};
 
 /// What a fidelity sweep measures: every method at every sparsity, in every layer, on the
 /// first `context` tokens of a text run through the dense model. Only the second half of
@@ -30,7 +28,7 @@ pub struct FidelitySweep {
 impl FidelitySweep {
     /// Rows per layer.
     pub fn rows_per_layer(&self) -> usize {
-        self.methods.iter().filter(|m| **m != Method::Dense).count() * self.sparsities.len()
+        settings(&self.methods, &self.sparsities).len() - 1
     }
 }
 
@@ -72,16 +70,11 @@ pub fn attention_fidelity<B: Backend>(
         )));
     }
     model.set_attention(&AttentionPlan::dense(), device)?;
-    let trained = match &sweep.hash_mappings {
-        Some(dir) => Some(HashMappingsConfig::load_dir::<B>(dir, device)?.1),
-        None => None,
-    };
-    let mut settings = Vec::new();
-    for &sparsity in &sweep.sparsities {
+    let trained = model.load_hash_mappings(sweep.hash_mappings.as_deref(), device)?;
+    let mut runs = Vec::new();
+    for (method, sparsity) in settings(&sweep.methods, &sweep.sparsities).into_iter().skip(1) {
         let budget = KeyBudget::new(context, sparsity)?;
-        for &method in sweep.methods.iter().filter(|m| **m != Method::Dense) {
-            settings.push((method, sparsity, budget, method.config(&model.config, &budget)));
-        }
+        runs.push((method, sparsity, budget, method.config(&model.config, &budget)));
     }
     let ids: Vec<i64> = tokens[..context].iter().map(|&t| t as i64).collect();
     let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, context]), device);
@@ -94,17 +87,12 @@ pub fn attention_fidelity<B: Backend>(
         let dense = dense_attention(q.clone(), k.clone(), v.clone(), &AttnOptions::causal())?;
         let dense_out = dense.output.narrow(2, from, scored);
         let dense_lse = dense.lse.narrow(2, from, scored);
-        let totals: Vec<usize> = settings.iter().map(|s| s.2.total).collect();
+        let totals: Vec<usize> = runs.iter().map(|s| s.2.total).collect();
         let top_mass =
             top_k_mass(q.clone().narrow(2, from, scored), k.clone(), dense_lse.clone(), from, &totals);
         let dense_norm = dense_out.clone().powf_scalar(2.0).sum().into_scalar().elem::<f64>().sqrt();
-        for ((method, sparsity, budget, config), top) in settings.iter().zip(top_mass) {
-            let attention = match (config, &trained) {
-                (AttentionConfig::Hash(hash), Some(m)) => {
-                    Attention::Hash(hash.init_with(m.layers[layer].clone())?)
-                }
-                _ => config.init::<B>(device)?,
-            };
+        for ((method, sparsity, budget, config), top) in runs.iter().zip(top_mass) {
+            let attention = layer_attention(config, trained.as_ref(), layer, device)?;
             let out = attention.prefill(q.clone(), k.clone(), v.clone(), &mut KvCache::new())?;
             let diff = out.output.narrow(2, from, scored) - dense_out.clone();
             let relative_error = diff.powf_scalar(2.0).sum().into_scalar().elem::<f64>().sqrt() / dense_norm;

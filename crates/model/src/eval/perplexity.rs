@@ -5,9 +5,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::score::{score_sequence, SequenceScore};
-use super::suite::{KeyBudget, Method};
+use super::suite::{settings, KeyBudget, Method};
 use crate::error::{ModelError, ModelResult};
-use crate::llama::{AttentionPlan, Llama};
+use crate::llama::Llama;
 use burn::tensor::backend::Backend;
 
 /// What a perplexity sweep runs: every method at every sparsity on the first `context`
@@ -30,8 +30,7 @@ pub struct PerplexitySweep {
 impl PerplexitySweep {
     /// Number of model runs: one dense and one per sparse method and sparsity, per context.
     pub fn runs(&self) -> usize {
-        let sparse = self.methods.iter().filter(|m| **m != Method::Dense).count();
-        self.contexts.len() * (1 + sparse * self.sparsities.len())
+        self.contexts.len() * settings(&self.methods, &self.sparsities).len()
     }
 }
 
@@ -73,13 +72,10 @@ pub fn perplexity_sweep<B: Backend>(
     let mut rows = Vec::new();
     for &context in &sweep.contexts {
         let passage = &tokens[..context];
-        let mut run = |method: Method, sparsity: f64, dense: Option<&SequenceScore>| {
+        let mut dense: Option<SequenceScore> = None;
+        for (method, sparsity) in settings(&sweep.methods, &sweep.sparsities) {
             let budget = KeyBudget::new(context, sparsity)?;
-            let plan = AttentionPlan {
-                default: method.config(&model.config, &budget),
-                dense_layers: sweep.dense_layers.clone(),
-                hash_mappings: sweep.hash_mappings.clone(),
-            };
+            let plan = method.plan(&model.config, &budget, &sweep.dense_layers, &sweep.hash_mappings);
             model.set_attention(&plan, device)?;
             let start = Instant::now();
             let score = score_sequence(model, passage, context / 2, device)?;
@@ -89,18 +85,12 @@ pub fn perplexity_sweep<B: Backend>(
                 sparsity,
                 keys_per_query: if method == Method::Dense { context } else { budget.total },
                 perplexity: score.perplexity(),
-                agreement_with_dense: dense.map_or(1.0, |d| score.agreement(d)),
+                agreement_with_dense: dense.as_ref().map_or(1.0, |d| score.agreement(d)),
                 seconds: start.elapsed().as_secs_f64(),
             };
             on_row(&row);
             rows.push(row);
-            Ok::<_, ModelError>(score)
-        };
-        let dense = run(Method::Dense, 1.0, None)?;
-        for &sparsity in &sweep.sparsities {
-            for &method in sweep.methods.iter().filter(|m| **m != Method::Dense) {
-                run(method, sparsity, Some(&dense))?;
-            }
+            dense.get_or_insert(score);
         }
     }
     Ok(rows)

@@ -4,9 +4,9 @@ use burn::tensor::backend::Backend;
 use burn_sparse_attn_core::synthetic::SplitMix64;
 use serde::Serialize;
 
-use super::suite::{KeyBudget, Method};
+use super::suite::{settings, KeyBudget, Method};
 use crate::error::{ModelError, ModelResult};
-use crate::llama::{AttentionPlan, Llama};
+use crate::llama::Llama;
 use crate::passkey::{passkey_prompt, retrieves_passkey};
 use crate::tokenizer::GgufTokenizer;
 
@@ -36,8 +36,7 @@ pub struct PasskeySweep {
 impl PasskeySweep {
     /// Number of rows: one per method setting, context and depth.
     pub fn rows(&self) -> usize {
-        let sparse = self.methods.iter().filter(|m| **m != Method::Dense).count();
-        self.contexts.len() * self.depths.len() * (1 + sparse * self.sparsities.len())
+        self.contexts.len() * self.depths.len() * settings(&self.methods, &self.sparsities).len()
     }
 }
 
@@ -73,19 +72,12 @@ pub fn passkey_sweep<B: Backend>(
     }
     let mut rng = SplitMix64::new(sweep.seed);
     let passkeys: Vec<u32> = (0..sweep.trials).map(|_| 10_000 + (rng.next_u64() % 90_000) as u32).collect();
-    let mut settings = vec![(Method::Dense, 1.0)];
-    for &sparsity in &sweep.sparsities {
-        settings.extend(sweep.methods.iter().filter(|m| **m != Method::Dense).map(|&m| (m, sparsity)));
-    }
+    let runs = settings(&sweep.methods, &sweep.sparsities);
     let mut rows = Vec::new();
     for &context in &sweep.contexts {
-        for &(method, sparsity) in &settings {
+        for &(method, sparsity) in &runs {
             let budget = KeyBudget::new(context, sparsity)?;
-            let plan = AttentionPlan {
-                default: method.config(&model.config, &budget),
-                dense_layers: sweep.dense_layers.clone(),
-                hash_mappings: sweep.hash_mappings.clone(),
-            };
+            let plan = method.plan(&model.config, &budget, &sweep.dense_layers, &sweep.hash_mappings);
             model.set_attention(&plan, device)?;
             for &depth in &sweep.depths {
                 let mut found = 0;

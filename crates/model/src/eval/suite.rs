@@ -1,6 +1,7 @@
 //! The methods an evaluation compares, each configured for a key budget.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use burn_sparse_attn_core::{
@@ -10,7 +11,7 @@ use burn_sparse_attn_core::{
 use serde::Serialize;
 
 use crate::error::{ModelError, ModelResult};
-use crate::llama::LlamaConfig;
+use crate::llama::{AttentionPlan, LlamaConfig};
 
 /// An attention method of the evaluation suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -93,6 +94,24 @@ impl Method {
     }
 }
 
+impl Method {
+    /// A plan giving this method (at `budget`) to every layer but `dense_layers`, with
+    /// trained hash mappings from `hash_mappings` when given.
+    pub fn plan(
+        self,
+        model: &LlamaConfig,
+        budget: &KeyBudget,
+        dense_layers: &[usize],
+        hash_mappings: &Option<PathBuf>,
+    ) -> AttentionPlan {
+        AttentionPlan {
+            default: self.config(model, budget),
+            dense_layers: dense_layers.to_vec(),
+            hash_mappings: hash_mappings.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -114,6 +133,16 @@ impl FromStr for Method {
             ModelError::Eval(format!("unknown method {s:?}; the methods are {}", names.join(", ")))
         })
     }
+}
+
+/// The runs of a sweep: dense once (sparsity 1), then every sparse method of `methods` at
+/// every sparsity.
+pub fn settings(methods: &[Method], sparsities: &[f64]) -> Vec<(Method, f64)> {
+    let mut runs = vec![(Method::Dense, 1.0)];
+    for &sparsity in sparsities {
+        runs.extend(methods.iter().filter(|m| **m != Method::Dense).map(|&m| (m, sparsity)));
+    }
+    runs
 }
 
 /// Keys per query of the sparse methods at a sparsity: `total = context / sparsity`, of

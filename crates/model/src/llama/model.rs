@@ -4,9 +4,11 @@
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{activation::silu, backend::Backend, Int, Tensor};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use burn_sparse_attn_core::{Attention, AttentionConfig, AttentionMethod, HashMappingsConfig, KvCache};
+use burn_sparse_attn_core::{
+    Attention, AttentionConfig, AttentionMethod, HashMappings, HashMappingsConfig, KvCache,
+};
 
 use super::config::LlamaConfig;
 use super::rope::apply_rope;
@@ -189,35 +191,52 @@ impl<B: Backend> Llama<B> {
     /// Gives every layer the attention `plan` chooses for it (the weights stay), with the
     /// plan's trained hash mappings in HashAttention layers.
     pub fn set_attention(&mut self, plan: &AttentionPlan, device: &B::Device) -> ModelResult<()> {
-        let trained = match &plan.hash_mappings {
-            Some(dir) => Some(HashMappingsConfig::load_dir::<B>(dir, device)?.1),
-            None => None,
-        };
-        if let Some(mappings) = &trained {
-            if mappings.layers.len() != self.layers.len() {
-                return Err(ModelError::Eval(format!(
-                    "hash mappings in {} are for {} layers, the model has {}",
-                    plan.hash_mappings.as_ref().map_or(String::new(), |d| d.display().to_string()),
-                    mappings.layers.len(),
-                    self.layers.len()
-                )));
-            }
-        }
+        let trained = self.load_hash_mappings(plan.hash_mappings.as_deref(), device)?;
         for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.attention = match (plan.for_layer(i), &trained) {
-                (AttentionConfig::Hash(config), Some(mappings)) => {
-                    Attention::Hash(config.init_with(mappings.layers[i].clone())?)
-                }
-                (config, _) => config.init(device)?,
-            };
+            layer.attention = layer_attention(&plan.for_layer(i), trained.as_ref(), i, device)?;
         }
         Ok(())
+    }
+
+    /// Trained hash mappings from `dir` (one per layer of this model), if given.
+    pub fn load_hash_mappings(
+        &self,
+        dir: Option<&Path>,
+        device: &B::Device,
+    ) -> ModelResult<Option<HashMappings<B>>> {
+        let Some(dir) = dir else { return Ok(None) };
+        let mappings = HashMappingsConfig::load_dir::<B>(dir, device)?.1;
+        if mappings.layers.len() != self.layers.len() {
+            return Err(ModelError::Eval(format!(
+                "hash mappings in {} are for {} layers, the model has {}",
+                dir.display(),
+                mappings.layers.len(),
+                self.layers.len()
+            )));
+        }
+        Ok(Some(mappings))
     }
 
     /// Empty caches, one per layer.
     pub fn new_caches(&self) -> Vec<KvCache<B>> {
         (0..self.layers.len()).map(|_| KvCache::new()).collect()
     }
+}
+
+/// The attention of layer `layer` for `config`: HashAttention gets that layer's `trained`
+/// mappings when given, every method otherwise its own initialisation.
+pub fn layer_attention<B: Backend>(
+    config: &AttentionConfig,
+    trained: Option<&HashMappings<B>>,
+    layer: usize,
+    device: &B::Device,
+) -> ModelResult<Attention<B>> {
+    Ok(match (config, trained) {
+        (AttentionConfig::Hash(hash), Some(mappings)) => {
+            Attention::Hash(hash.init_with(mappings.layers[layer].clone())?)
+        }
+        (config, _) => config.init(device)?,
+    })
 }
 
 /// A bias-free linear layer holding `weight: [d_input, d_output]`.
