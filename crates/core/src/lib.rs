@@ -15,6 +15,7 @@ pub mod cache;
 pub mod error;
 mod finite;
 pub mod hash;
+pub mod kernels;
 pub mod methods;
 pub mod select;
 mod shape;
@@ -25,6 +26,7 @@ pub use cache::{CachedMask, KvCache};
 pub use error::{AttnError, AttnResult};
 pub use finite::ensure_finite;
 pub use hash::{HashActivation, HashMapping, HashMappingConfig, HashMappings, HashMappingsConfig};
+pub use kernels::kernels_active;
 pub use methods::{
     Attention, AttentionConfig, AttentionMethod, DenseAttention, DenseAttentionConfig, HashAttention,
     HashAttentionConfig, HipAttention, HipAttentionConfig, HyperAttention, HyperAttentionConfig,

@@ -6,6 +6,7 @@ use super::chunks::query_chunks;
 use super::output::AttnOutput;
 use super::softmax::masked_softmax;
 use crate::error::{AttnError, AttnResult};
+use crate::kernels::{self, KernelWindow};
 use crate::select::KeySelection;
 use crate::shape::{group_heads, ungroup_heads, AttnShape};
 
@@ -46,7 +47,8 @@ pub fn gather_attention<B: Backend>(
 /// matmul, the selected ones are gathered, softmaxed, scattered back into a dense
 /// probability matrix and multiplied with V. The result is exactly attention over the
 /// selection; the cost is that of dense attention (matmuls are far faster than row-by-row
-/// gathers on the CPU backends). Reading only the selected keys is the kernels' job.
+/// gathers on the CPU backends). On a CubeCL backend a kernel reads only the selected
+/// keys instead (see [`crate::kernels`]).
 pub(crate) fn gather_attention_unchecked<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -55,6 +57,11 @@ pub(crate) fn gather_attention_unchecked<B: Backend>(
     shape: &AttnShape,
     scale: f64,
 ) -> AttnOutput<B> {
+    let heavy = selection.indices.clone().mask_fill(selection.valid.clone().bool_not(), -1);
+    let everything = KernelWindow { first_position: 0, sink: 0, window: 0 };
+    if let Some(out) = kernels::sparse_attention(&q, &k, &v, Some(&heavy), 1, everything, scale) {
+        return out;
+    }
     let per_query = shape.batch * shape.query_heads * (2 * shape.kv_len + 3 * selection.width());
     let parts = query_chunks(shape.query_len, per_query)
         .into_iter()

@@ -23,6 +23,9 @@ pub fn words_for_bits(bits: usize) -> AttnResult<usize> {
 pub fn pack_signs<B: Backend>(codes: Tensor<B, 4>) -> AttnResult<Tensor<B, 4, Int>> {
     let [b, h, t, bits] = codes.dims();
     let words = words_for_bits(bits)?;
+    if let Some(packed) = crate::kernels::pack_signs(&codes) {
+        return Ok(packed);
+    }
     let shifts = bit_positions::<B>(&codes.device());
     let packed = codes
         .greater_equal_elem(0.0)
@@ -66,6 +69,17 @@ pub fn matching_bits<B: Backend>(query: Tensor<B, 4, Int>, key: Tensor<B, 4, Int
     let k = unpack_signs(key);
     let dot = ungroup_heads(q.matmul(k.swap_dims(2, 3)), query_heads);
     dot.add_scalar(bits).mul_scalar(0.5)
+}
+
+/// [`matching_bits`] as a ranking in which ties go to the earlier key, as in the kernels:
+/// `matching * (kv_len + 1) - key`, exact in f32 while `(bits + 1) * (kv_len + 1) < 2^24`.
+///
+/// Shapes as in [`matching_bits`].
+pub fn ranked_matching_bits<B: Backend>(query: Tensor<B, 4, Int>, key: Tensor<B, 4, Int>) -> Tensor<B, 4> {
+    let kv_len = key.dims()[2];
+    let order =
+        Tensor::<B, 1, Int>::arange(0..kv_len as i64, &key.device()).float().reshape([1, 1, 1, kv_len]);
+    matching_bits(query, key).mul_scalar((kv_len + 1) as f64).sub(order)
 }
 
 /// `[1, 1, 1, 1, 32]` tensor of `0..32`.

@@ -5,12 +5,12 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::method::{append_new_tokens, check_new_tokens, AttentionMethod};
-use super::sparse::select_then_attend;
+use super::sparse::{select_then_attend, Scorer};
 use crate::attend::AttnOptions;
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;
 use crate::error::{AttnError, AttnResult};
-use crate::hash::{matching_bits, HashMapping, HashMappingConfig};
+use crate::hash::{ranked_matching_bits, HashMapping, HashMappingConfig};
 use crate::select::{budget_selection, KeySelection, SparseBudget};
 use crate::shape::AttnShape;
 
@@ -83,11 +83,8 @@ impl<B: Backend> AttentionMethod<B> for HashAttention<B> {
         let (k, v) = append_new_tokens(&q, k, v, Some(signatures), cache)?;
         let key_signatures = cache.key_signatures().unwrap().clone();
         let query_signatures = self.mapping.query_signatures(q.clone())?;
-        let scorer = |start: usize, len: usize| {
-            let query = query_signatures.clone().narrow(2, start, len);
-            Ok(matching_bits(query, key_signatures.clone()))
-        };
-        select_then_attend(q, k, v, &self.budget, self.scale, Some(&scorer))
+        let scorer = Scorer::Signatures { query: query_signatures, key: key_signatures };
+        select_then_attend(q, k, v, &self.budget, self.scale, scorer)
     }
 }
 
@@ -102,7 +99,7 @@ impl<B: Backend> HashAttention<B> {
         };
         let shape = AttnShape::of(&q, &keys, &keys)?;
         let positions = AttnOptions::causal().positions(&shape)?;
-        let scores = matching_bits(self.mapping.query_signatures(q.clone())?, signatures);
+        let scores = ranked_matching_bits(self.mapping.query_signatures(q.clone())?, signatures);
         let dims = [shape.batch, shape.query_heads, shape.query_len];
         budget_selection(Some(scores), &positions, dims, &self.budget, &q.device())
     }

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::method::{append_new_tokens, AttentionMethod};
-use super::sparse::select_then_attend;
+use super::sparse::{select_then_attend, Scorer};
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;
 use crate::error::AttnResult;
@@ -60,6 +60,6 @@ impl<B: Backend> AttentionMethod<B> for OracleTopKAttention {
         let scale = self.scale.unwrap_or(1.0 / (q.dims()[3] as f64).sqrt());
         let scorer =
             |start: usize, len: usize| Ok(exact_scores(q.clone().narrow(2, start, len), k.clone(), scale));
-        select_then_attend(q.clone(), k.clone(), v, &self.budget, self.scale, Some(&scorer))
+        select_then_attend(q.clone(), k.clone(), v, &self.budget, self.scale, Scorer::Exact(&scorer))
     }
 }

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::method::{append_new_tokens, AttentionMethod};
-use super::sparse::select_then_attend;
+use super::sparse::{select_then_attend, Scorer};
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;
 use crate::error::AttnResult;
@@ -58,6 +58,6 @@ impl<B: Backend> AttentionMethod<B> for StreamingAttention {
         cache: &mut KvCache<B>,
     ) -> AttnResult<AttnOutput<B>> {
         let (k, v) = append_new_tokens(&q, k, v, None, cache)?;
-        select_then_attend(q, k, v, &self.budget, self.scale, None)
+        select_then_attend(q, k, v, &self.budget, self.scale, Scorer::None)
     }
 }

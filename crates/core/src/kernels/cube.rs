@@ -1,0 +1,165 @@
+//! The CubeCL side of the dispatch: moving Burn tensors to and from `CubeTensor`s.
+
+use std::any::{Any, TypeId};
+
+use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorPrimitive};
+use burn_sparse_attn_kernels::{self as kernels, burn_cubecl::tensor::CubeTensor, burn_cubecl::CubeRuntime};
+
+use super::KernelWindow;
+use crate::attend::AttnOutput;
+
+/// The CubeCL runtimes this crate was built for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Runtime {
+    #[cfg(feature = "wgpu")]
+    Wgpu,
+    #[cfg(feature = "cuda")]
+    Cuda,
+}
+
+#[cfg(feature = "wgpu")]
+type WgpuRuntime = kernels::cubecl::wgpu::WgpuRuntime;
+#[cfg(feature = "cuda")]
+type CudaRuntime = kernels::cubecl::cuda::CudaRuntime;
+
+fn is<B: Backend, R: CubeRuntime>() -> bool {
+    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<CubeTensor<R>>()
+        && TypeId::of::<B::IntTensorPrimitive>() == TypeId::of::<CubeTensor<R>>()
+}
+
+/// The runtime whose `CubeTensor`s are `B`'s primitives, if any.
+pub(super) fn runtime_of<B: Backend>() -> Option<Runtime> {
+    #[cfg(feature = "wgpu")]
+    if is::<B, WgpuRuntime>() {
+        return Some(Runtime::Wgpu);
+    }
+    #[cfg(feature = "cuda")]
+    if is::<B, CudaRuntime>() {
+        return Some(Runtime::Cuda);
+    }
+    None
+}
+
+/// Runs `$body` with `R` bound to `B`'s runtime, or gives `None`.
+macro_rules! on_runtime {
+    ($B:ty, $f:ident ( $($arg:expr),* )) => {
+        match runtime_of::<$B>() {
+            #[cfg(feature = "wgpu")]
+            Some(Runtime::Wgpu) => $f::<$B, WgpuRuntime>($($arg),*),
+            #[cfg(feature = "cuda")]
+            Some(Runtime::Cuda) => $f::<$B, CudaRuntime>($($arg),*),
+            None => None,
+        }
+    };
+}
+
+fn cast<From: 'static, To: 'static>(value: From) -> To {
+    *(Box::new(value) as Box<dyn Any>).downcast::<To>().expect("the runtime was checked")
+}
+
+fn float_in<B: Backend, R: CubeRuntime, const D: usize>(t: &Tensor<B, D>) -> Option<CubeTensor<R>> {
+    matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16)
+        .then(|| cast(t.clone().into_primitive().tensor()))
+}
+
+fn int_in<B: Backend, R: CubeRuntime, const D: usize>(t: &Tensor<B, D, Int>) -> Option<CubeTensor<R>> {
+    (t.dtype() == DType::I32).then(|| cast(t.clone().into_primitive()))
+}
+
+fn float_out<B: Backend, R: CubeRuntime, const D: usize>(t: CubeTensor<R>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(cast(t)))
+}
+
+fn int_out<B: Backend, R: CubeRuntime, const D: usize>(t: CubeTensor<R>) -> Tensor<B, D, Int> {
+    Tensor::from_primitive(cast(t))
+}
+
+pub(super) fn pack_signs<B: Backend>(codes: &Tensor<B, 4>) -> Option<Tensor<B, 4, Int>> {
+    on_runtime!(B, pack_on(codes))
+}
+
+fn pack_on<B: Backend, R: CubeRuntime>(codes: &Tensor<B, 4>) -> Option<Tensor<B, 4, Int>> {
+    Some(int_out::<B, R, 4>(kernels::pack_signs(float_in::<B, R, 4>(codes)?)))
+}
+
+pub(super) fn top_k_by_scores<B: Backend>(
+    scores: &Tensor<B, 4>,
+    at: KernelWindow,
+    k: usize,
+) -> Option<Tensor<B, 4, Int>> {
+    on_runtime!(B, scores_on(scores, at, k))
+}
+
+fn scores_on<B: Backend, R: CubeRuntime>(
+    scores: &Tensor<B, 4>,
+    at: KernelWindow,
+    k: usize,
+) -> Option<Tensor<B, 4, Int>> {
+    let scores = kernels::TopKScores::Dense(float_in::<B, R, 4>(scores)?);
+    Some(int_out::<B, R, 4>(kernels::top_k(scores, at.first_position, at.sink, at.window, k)))
+}
+
+pub(super) fn top_k_by_signatures<B: Backend>(
+    query: &Tensor<B, 4, Int>,
+    key: &Tensor<B, 4, Int>,
+    group: usize,
+    at: KernelWindow,
+    k: usize,
+) -> Option<Tensor<B, 4, Int>> {
+    on_runtime!(B, signatures_on(query, key, group, at, k))
+}
+
+fn signatures_on<B: Backend, R: CubeRuntime>(
+    query: &Tensor<B, 4, Int>,
+    key: &Tensor<B, 4, Int>,
+    group: usize,
+    at: KernelWindow,
+    k: usize,
+) -> Option<Tensor<B, 4, Int>> {
+    let scores = kernels::TopKScores::Signatures {
+        query: int_in::<B, R, 4>(query)?,
+        key: int_in::<B, R, 4>(key)?,
+        group,
+    };
+    Some(int_out::<B, R, 4>(kernels::top_k(scores, at.first_position, at.sink, at.window, k)))
+}
+
+pub(super) fn sparse_attention<B: Backend>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    heavy: Option<&Tensor<B, 4, Int>>,
+    group: usize,
+    at: KernelWindow,
+    scale: f64,
+) -> Option<AttnOutput<B>> {
+    on_runtime!(B, attend_on(q, k, v, heavy, group, at, scale))
+}
+
+fn attend_on<B: Backend, R: CubeRuntime>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    heavy: Option<&Tensor<B, 4, Int>>,
+    group: usize,
+    at: KernelWindow,
+    scale: f64,
+) -> Option<AttnOutput<B>> {
+    if q.dtype() != k.dtype() || q.dtype() != v.dtype() {
+        return None;
+    }
+    let heavy = match heavy {
+        Some(h) => Some(int_in::<B, R, 4>(h)?),
+        None => None,
+    };
+    let keys = kernels::KeyList { sink: at.sink, window: at.window, heavy, group };
+    let out = kernels::sparse_attention(
+        float_in::<B, R, 4>(q)?,
+        float_in::<B, R, 4>(k)?,
+        float_in::<B, R, 4>(v)?,
+        keys,
+        at.first_position,
+        scale as f32,
+    );
+    Some(AttnOutput { output: float_out::<B, R, 4>(out.output), lse: float_out::<B, R, 3>(out.lse) })
+}

@@ -1,0 +1,313 @@
+//! The CubeCL kernels against the reference path (NdArray) on random inputs of odd sizes:
+//! GQA ratios 1, 3 and 4, contexts below and above the budget. Runs on wgpu (lavapipe in CI)
+//! and on CUDA, whichever features are on:
+//! `cargo test -p burn-sparse-attn-core --features wgpu --test kernels`.
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
+
+use burn::backend::NdArray;
+use burn::module::Module;
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn_sparse_attn_core::kernels::{self, KernelWindow};
+use burn_sparse_attn_core::select::top_k_selection;
+use burn_sparse_attn_core::synthetic::{normal_values, SplitMix64};
+use burn_sparse_attn_core::{
+    gather_attention, AttentionMethod, HashAttention, HashAttentionConfig, HashMappingConfig, KeySelection,
+    KvCache, OracleTopKConfig, QueryPositions, StreamingAttentionConfig,
+};
+
+type Ref = NdArray<f32>;
+
+fn floats(t: Tensor<impl Backend, 4>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().unwrap()
+}
+
+fn ints<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Vec<i64> {
+    t.into_data().convert::<i64>().to_vec().unwrap()
+}
+
+fn pair<G: Backend>(shape: [usize; 4], seed: u64, device: &G::Device) -> (Tensor<Ref, 4>, Tensor<G, 4>) {
+    let data = TensorData::new(normal_values(shape.iter().product(), seed), shape);
+    (Tensor::from_data(data.clone(), &Default::default()), Tensor::from_data(data, device))
+}
+
+fn assert_close(name: &str, expected: &[f32], got: &[f32], tolerance: f32) {
+    assert_eq!(expected.len(), got.len(), "{name}: lengths");
+    let worst = expected
+        .iter()
+        .zip(got)
+        .map(|(e, g)| if e.is_infinite() && e == g { 0.0 } else { (e - g).abs() / (1.0 + e.abs()) })
+        .fold(0.0f32, f32::max);
+    assert!(worst <= tolerance, "{name}: worst relative difference {worst} > {tolerance}");
+}
+
+/// Per row, the selected keys sorted (padding dropped).
+fn rows_of(indices: &[i64], valid: Option<&[bool]>, width: usize) -> Vec<Vec<i64>> {
+    indices
+        .chunks(width)
+        .enumerate()
+        .map(|(r, row)| {
+            let mut keys: Vec<i64> = row
+                .iter()
+                .enumerate()
+                .filter(|&(i, &key)| key >= 0 && valid.is_none_or(|v| v[r * width + i]))
+                .map(|(_, &key)| key)
+                .collect();
+            keys.sort();
+            keys
+        })
+        .collect()
+}
+
+/// The same random HashAttention on both backends (Burn initialises parameters lazily, so
+/// the weights travel through a record, never a clone).
+fn same_weights<G: Backend>(
+    config: &HashAttentionConfig,
+    device: &G::Device,
+) -> (HashAttention<Ref>, HashAttention<G>) {
+    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+    let method = config.init::<Ref>(&Default::default()).unwrap();
+    let bytes = recorder.record(method.into_record(), ()).unwrap();
+    let reload = recorder.load(bytes.clone(), &Default::default()).unwrap();
+    let on_ref = config.init::<Ref>(&Default::default()).unwrap().load_record(reload);
+    let on_gpu = config.init::<G>(device).unwrap().load_record(recorder.load(bytes, device).unwrap());
+    (on_ref, on_gpu)
+}
+
+fn pack_signs_match<G: Backend>(device: &G::Device) {
+    let (codes_ref, _) = pair::<G>([2, 3, 7, 64], 1, device);
+    let codes_ref = codes_ref.clone().mask_fill(codes_ref.abs().lower_elem(0.05), 0.0);
+    let codes = Tensor::<G, 4>::from_data(codes_ref.to_data(), device);
+    let expected = ints(burn_sparse_attn_core::hash::pack_signs(codes_ref).unwrap());
+    let got = ints(burn_sparse_attn_core::hash::pack_signs(codes).unwrap());
+    let bits = |v: Vec<i64>| v.into_iter().map(|x| x as u32).collect::<Vec<_>>();
+    assert_eq!(bits(expected), bits(got));
+}
+
+fn top_k_by_scores_matches_reference<G: Backend>(device: &G::Device) {
+    for (query_len, kv_len, sink, window, k) in [(5, 301, 3, 7, 17), (4, 40, 2, 5, 50), (1, 1000, 16, 64, 31)]
+    {
+        let (scores_ref, scores) = pair::<G>([2, 3, query_len, kv_len], 7, device);
+        let first = kv_len - query_len;
+        let positions = QueryPositions { offset: first, causal: true, kv_len };
+        let k_ref = k.min(kv_len);
+        let reference = top_k_selection(scores_ref, &positions, sink, window, k_ref).unwrap().unwrap();
+        let at = KernelWindow { first_position: first, sink, window };
+        let got = kernels::top_k_by_scores(&scores, at, k_ref).expect("kernel path");
+        let valid: Vec<bool> = reference.valid.into_data().to_vec().unwrap();
+        assert_eq!(
+            rows_of(&ints(reference.indices), Some(&valid), k_ref),
+            rows_of(&ints(got), None, k_ref),
+            "context {kv_len}, k {k}"
+        );
+    }
+}
+
+/// Host top-k by matching bits, ties to the lower key.
+fn host_signature_top_k(
+    q: &[i64],
+    keys: &[i64],
+    [b, h, t, kv_len, words]: [usize; 5],
+    kh: usize,
+    at: KernelWindow,
+    k: usize,
+    group: usize,
+) -> Vec<Vec<i64>> {
+    let mut rows = Vec::new();
+    for bi in 0..b {
+        for head in 0..h / group {
+            for ti in 0..t {
+                let last = at.first_position + ti;
+                let end = if last + 1 > at.sink + at.window { last + 1 - at.window } else { at.sink };
+                let mut scored: Vec<(u32, i64)> = (at.sink..end)
+                    .map(|j| {
+                        let mut same = 0;
+                        for g in 0..group {
+                            let qh = head * group + g;
+                            for w in 0..words {
+                                let a = q[((bi * h + qh) * t + ti) * words + w] as u32;
+                                let c = keys[((bi * kh + qh / (h / kh)) * kv_len + j) * words + w] as u32;
+                                same += (!(a ^ c)).count_ones();
+                            }
+                        }
+                        (same, j as i64)
+                    })
+                    .collect();
+                scored.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
+                let mut chosen: Vec<i64> = scored.into_iter().take(k).map(|(_, j)| j).collect();
+                chosen.sort();
+                rows.push(chosen);
+            }
+        }
+    }
+    rows
+}
+
+fn top_k_by_signatures_breaks_ties_to_lower_keys<G: Backend>(device: &G::Device) {
+    let mut rng = SplitMix64::new(3);
+    for (heads, key_heads, group, words, query_len, kv_len, k) in
+        [(3, 3, 1, 1, 3, 517, 40), (4, 1, 1, 2, 2, 300, 9), (6, 2, 3, 1, 4, 211, 23), (2, 2, 1, 1, 2, 30, 64)]
+    {
+        let q: Vec<i64> =
+            (0..2 * heads * query_len * words).map(|_| rng.next_u64() as u32 as i32 as i64).collect();
+        let keys: Vec<i64> =
+            (0..2 * key_heads * kv_len * words).map(|_| rng.next_u64() as u32 as i32 as i64).collect();
+        let to = |v: &Vec<i64>, shape: [usize; 4]| {
+            Tensor::<G, 4, Int>::from_data(
+                TensorData::new(v.iter().map(|&x| x as i32).collect::<Vec<_>>(), shape),
+                device,
+            )
+        };
+        let at = KernelWindow { first_position: kv_len - query_len, sink: 5, window: 9 };
+        let got = kernels::top_k_by_signatures(
+            &to(&q, [2, heads, query_len, words]),
+            &to(&keys, [2, key_heads, kv_len, words]),
+            group,
+            at,
+            k,
+        )
+        .expect("kernel path");
+        let expected =
+            host_signature_top_k(&q, &keys, [2, heads, query_len, kv_len, words], key_heads, at, k, group);
+        assert_eq!(expected, rows_of(&ints(got), None, k), "heads {heads}/{key_heads}, group {group}");
+    }
+}
+
+fn sparse_attention_matches_gather<G: Backend>(device: &G::Device, tolerance: f32) {
+    let mut rng = SplitMix64::new(11);
+    for (heads, kv_heads, query_len, kv_len, width) in
+        [(3, 3, 5, 301, 37), (6, 2, 3, 129, 100), (8, 2, 2, 1000, 300)]
+    {
+        let (q_ref, q) = pair::<G>([2, heads, query_len, 24], 1, device);
+        let (k_ref, k) = pair::<G>([2, kv_heads, kv_len, 24], 2, device);
+        let (v_ref, v) = pair::<G>([2, kv_heads, kv_len, 40], 3, device);
+        let rows = 2 * heads * query_len;
+        let mut indices = Vec::new();
+        let mut valid = Vec::new();
+        for _ in 0..rows {
+            let mut keys: Vec<i64> = (0..kv_len as i64).collect();
+            for i in 0..width {
+                let j = i + rng.below(kv_len - i);
+                keys.swap(i, j);
+            }
+            for &key in keys.iter().take(width) {
+                indices.push(key);
+                valid.push(rng.uniform() > 0.2);
+            }
+        }
+        let shape = [2, heads, query_len, width];
+        let sel_ref = KeySelection::new(
+            Tensor::<Ref, 4, Int>::from_data(TensorData::new(indices.clone(), shape), &Default::default()),
+            Tensor::from_data(TensorData::new(valid.clone(), shape), &Default::default()),
+        )
+        .unwrap();
+        let sel = KeySelection::new(
+            Tensor::<G, 4, Int>::from_data(
+                TensorData::new(indices.iter().map(|&x| x as i32).collect::<Vec<_>>(), shape),
+                device,
+            ),
+            Tensor::from_data(TensorData::new(valid, shape), device),
+        )
+        .unwrap();
+        let expected = gather_attention(q_ref, k_ref, v_ref, &sel_ref, 0.2).unwrap();
+        let got = gather_attention(q, k, v, &sel, 0.2).unwrap();
+        assert_close("output", &floats(expected.output), &floats(got.output), tolerance);
+        assert_close("lse", &floats(expected.lse.unsqueeze()), &floats(got.lse.unsqueeze()), tolerance);
+    }
+}
+
+/// Streaming, oracle top-k and HashAttention (prefill, then decode steps) give the same
+/// outputs as the reference, with contexts below and above the budget.
+fn methods_match_reference<G: Backend>(device: &G::Device, tolerance: f32) {
+    for (heads, kv_heads, prefill) in [(4, 4, 150), (3, 1, 301), (8, 2, 40)] {
+        let (q_ref, q) = pair::<G>([1, heads, prefill + 3, 32], 21, device);
+        let (k_ref, k) = pair::<G>([1, kv_heads, prefill + 3, 32], 22, device);
+        let (v_ref, v) = pair::<G>([1, kv_heads, prefill + 3, 16], 23, device);
+        let streaming = StreamingAttentionConfig::new()
+            .with_sink(3)
+            .with_window(37)
+            .init::<Ref>(&Default::default())
+            .unwrap();
+        let expected = streaming.forward(q_ref.clone(), k_ref.clone(), v_ref.clone()).unwrap();
+        let got = streaming.forward(q.clone(), k.clone(), v.clone()).unwrap();
+        assert_close("streaming", &floats(expected.output), &floats(got.output), tolerance);
+        let oracle = OracleTopKConfig::new()
+            .with_sink(2)
+            .with_window(11)
+            .with_heavy(29.0)
+            .init::<Ref>(&Default::default())
+            .unwrap();
+        let expected = oracle.forward(q_ref.clone(), k_ref.clone(), v_ref.clone()).unwrap();
+        let got = oracle.forward(q.clone(), k.clone(), v.clone()).unwrap();
+        assert_close("oracle", &floats(expected.output), &floats(got.output), tolerance);
+
+        let mapping = HashMappingConfig::new(32, heads, kv_heads).with_hidden(16).with_layers(2);
+        let config = HashAttentionConfig::new(mapping).with_sink(4).with_window(16).with_heavy(0.125);
+        let (hash_ref, hash) = same_weights::<G>(&config, device);
+        let (mut cache_ref, mut cache) = (KvCache::new(), KvCache::new());
+        for (start, len) in [(0, prefill), (prefill, 1), (prefill + 1, 1), (prefill + 2, 1)] {
+            let part_ref = |t: &Tensor<Ref, 4>| t.clone().narrow(2, start, len);
+            let part = |t: &Tensor<G, 4>| t.clone().narrow(2, start, len);
+            let expected = hash_ref
+                .forward_cached(part_ref(&q_ref), part_ref(&k_ref), part_ref(&v_ref), &mut cache_ref)
+                .unwrap();
+            let got = hash.forward_cached(part(&q), part(&k), part(&v), &mut cache).unwrap();
+            assert_close(
+                &format!("hash at {start}"),
+                &floats(expected.output),
+                &floats(got.output),
+                tolerance,
+            );
+        }
+    }
+}
+
+macro_rules! kernel_tests {
+    ($name:ident, $backend:ty, $device:expr, $tolerance:expr) => {
+        mod $name {
+            use super::*;
+            type G = $backend;
+            fn device() -> burn::tensor::Device<G> {
+                $device
+            }
+            #[test]
+            fn pack_signs_matches_reference() {
+                pack_signs_match::<G>(&device());
+            }
+            #[test]
+            fn top_k_by_scores_matches_reference_selection() {
+                top_k_by_scores_matches_reference::<G>(&device());
+            }
+            #[test]
+            fn top_k_by_signatures_matches_host_rule() {
+                top_k_by_signatures_breaks_ties_to_lower_keys::<G>(&device());
+            }
+            #[test]
+            fn sparse_attention_matches_reference_gather() {
+                sparse_attention_matches_gather::<G>(&device(), $tolerance);
+            }
+            #[test]
+            fn methods_match_reference_in_prefill_and_decode() {
+                methods_match_reference::<G>(&device(), $tolerance);
+            }
+            #[test]
+            fn kernels_are_active() {
+                assert!(kernels::kernels_active::<G>());
+                assert!(!kernels::kernels_active::<Ref>());
+            }
+        }
+    };
+}
+
+#[cfg(feature = "wgpu")]
+kernel_tests!(wgpu, burn::backend::Wgpu, Default::default(), 1e-4);
+#[cfg(feature = "cuda")]
+kernel_tests!(cuda, burn::backend::Cuda, Default::default(), 1e-4);
+
+/// Half precision (CUDA only: lavapipe has no f16): the attention kernel reads f16 and
+/// accumulates in f32.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_f16_sparse_attention_matches_reference_gather() {
+    sparse_attention_matches_gather::<burn::backend::Cuda<burn::tensor::f16>>(&Default::default(), 2e-2);
+}

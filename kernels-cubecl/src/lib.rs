@@ -1,0 +1,23 @@
+//! CubeCL kernels of burn-sparse-attn, one source for CUDA and wgpu.
+//!
+//! Each module holds a kernel body and its launch function; the launch functions take and
+//! return [`CubeTensor`](burn_cubecl::tensor::CubeTensor)s. `burn-sparse-attn-core` calls
+//! them when the tensors live on a CubeCL backend and runs its reference path (plain Burn
+//! tensor ops, the ground truth of the tests) on every other backend.
+//!
+//! Kernels: sign packing ([`pack_signs`]), top-k selection without a full sort
+//! ([`top_k`]: radix select over float scores, or over signature match counts computed on
+//! the fly), attention over per-query key lists with a log-sum-exp output, split over the
+//! keys like flash-decoding ([`sparse_attention`]).
+
+pub mod grid;
+pub mod pack_signs;
+pub mod sparse_attention;
+pub mod top_k;
+
+pub use pack_signs::pack_signs;
+pub use sparse_attention::{sparse_attention, KeyList, SparseAttentionOutput};
+pub use top_k::{top_k, TopKScores};
+
+pub use burn_cubecl;
+pub use cubecl;
