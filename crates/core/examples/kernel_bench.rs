@@ -1,0 +1,281 @@
+//! GPU benchmark of the kernels: HashAttention decode (score + top-k + attend, and the parts)
+//! against our dense decode, and causal prefill of HiP and HyperAttention against dense
+//! attention. Times are medians over samples taken after warm-up, each sample a synchronised
+//! batch of calls; bandwidth is against a measured device copy.
+//!
+//! `cargo build --release -p burn-sparse-attn-core --features cuda --example kernel_bench`,
+//! then run the binary on the GPU machine (`--quick` for a small smoke run; `--wgpu` builds
+//! run it on wgpu instead). docs/benchmarks.md has the numbers.
+
+use std::time::Instant;
+
+use burn::tensor::{backend::Backend, module::attention, ops::AttentionModuleOptions, Distribution, Tensor};
+use burn_sparse_attn_core::kernels::{self, KernelWindow};
+use burn_sparse_attn_core::{
+    dense_attention, AttentionMethod, AttnOptions, HashMappingConfig, HipAttentionConfig,
+    HyperAttentionConfig,
+};
+
+#[cfg(feature = "cuda")]
+type B = burn::backend::Cuda<burn::tensor::f16>;
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+type B = burn::backend::Wgpu;
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+type B = burn::backend::NdArray;
+
+const QUERY_HEADS: usize = 32;
+const HEAD_DIM: usize = 128;
+const SINK: usize = 16;
+const WINDOW: usize = 64;
+
+fn device() -> burn::tensor::Device<B> {
+    Default::default()
+}
+
+/// Median seconds per call of `f`: warm-up, then `samples` synchronised batches of `reps`.
+fn median_time<T>(mut f: impl FnMut() -> T, reps: usize, samples: usize) -> f64 {
+    let device = device();
+    for _ in 0..2 {
+        drop(f());
+    }
+    B::sync(&device).unwrap();
+    let mut times: Vec<f64> = (0..samples)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..reps {
+                drop(f());
+            }
+            B::sync(&device).unwrap();
+            start.elapsed().as_secs_f64() / reps as f64
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn normal(shape: [usize; 4]) -> Tensor<B, 4> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device())
+}
+
+struct Row {
+    name: String,
+    seconds: f64,
+    bytes: f64,
+    baseline: f64,
+}
+
+fn print_rows(title: &str, rows: &[Row], peak: f64) {
+    println!("\n{title}");
+    println!("{:<58} {:>10} {:>10} {:>8} {:>7} {:>8}", "case", "ms", "MB moved", "GB/s", "% peak", "speedup");
+    for r in rows {
+        let bandwidth = r.bytes / r.seconds / 1e9;
+        println!(
+            "{:<58} {:>10.3} {:>10.1} {:>8.0} {:>7.1} {:>8.2}",
+            r.name,
+            r.seconds * 1e3,
+            r.bytes / 1e6,
+            bandwidth,
+            100.0 * bandwidth / peak,
+            r.baseline / r.seconds
+        );
+    }
+}
+
+/// Device bandwidth: an elementwise pass over `2^log2_elements` elements (reads and writes them).
+fn peak_bandwidth(log2_elements: usize) -> f64 {
+    let elements = 1usize << log2_elements;
+    let x = Tensor::<B, 1>::random([elements], Distribution::Default, &device());
+    let bytes = 2.0 * (elements * x.dtype().size()) as f64;
+    let seconds = median_time(|| x.clone().add_scalar(1.0), 5, 7);
+    bytes / seconds / 1e9
+}
+
+fn decode(batches: &[usize], kv_heads_list: &[usize], contexts: &[usize], peak: f64) {
+    let element = normal([1, 1, 1, 1]).dtype().size() as f64;
+    let mut rows = Vec::new();
+    for &batch in batches {
+        for &kv_heads in kv_heads_list {
+            for &context in contexts {
+                let group = QUERY_HEADS / kv_heads;
+                let heavy = context / 32;
+                let q = normal([batch, QUERY_HEADS, 1, HEAD_DIM]);
+                let k = normal([batch, kv_heads, context, HEAD_DIM]);
+                let v = normal([batch, kv_heads, context, HEAD_DIM]);
+                let mapping =
+                    HashMappingConfig::new(HEAD_DIM, QUERY_HEADS, kv_heads).init::<B>(&device()).unwrap();
+                let key_signatures = mapping.key_signatures(k.clone()).unwrap();
+                let scale = 1.0 / (HEAD_DIM as f64).sqrt();
+                let dense_at = KernelWindow { first_position: context - 1, sink: context, window: 0 };
+                let at = KernelWindow { first_position: context - 1, sink: SINK, window: WINDOW };
+                let tag = format!("b{batch} kv{kv_heads} T{}K", context / 1024);
+                let reps = if context * batch * kv_heads > (1 << 24) { 3 } else { 20 };
+
+                let kv_bytes = (batch * kv_heads * context * 2 * HEAD_DIM) as f64 * element;
+                let dense = median_time(
+                    || kernels::sparse_attention(&q, &k, &v, None, group, dense_at, scale).unwrap(),
+                    reps,
+                    9,
+                );
+                let signature_bytes = (batch * kv_heads * context * 4) as f64;
+                let chosen = SINK + WINDOW + heavy;
+                let per_head_rows = (batch * QUERY_HEADS * chosen * 2 * HEAD_DIM) as f64 * element;
+                let shared_rows = (batch * kv_heads * chosen * 2 * HEAD_DIM) as f64 * element;
+
+                let select = || {
+                    let qs = mapping.query_signatures(q.clone()).unwrap();
+                    kernels::top_k_by_signatures(&qs, &key_signatures, 1, at, heavy).unwrap()
+                };
+                let chosen_keys = select();
+                let select_time = median_time(select, reps, 9);
+                let attend_time = median_time(
+                    || kernels::sparse_attention(&q, &k, &v, Some(&chosen_keys), 1, at, scale).unwrap(),
+                    reps,
+                    9,
+                );
+                let end_to_end = median_time(
+                    || {
+                        let qs = mapping.query_signatures(q.clone()).unwrap();
+                        let keys = kernels::top_k_by_signatures(&qs, &key_signatures, 1, at, heavy).unwrap();
+                        kernels::sparse_attention(&q, &k, &v, Some(&keys), 1, at, scale).unwrap()
+                    },
+                    reps,
+                    9,
+                );
+                let shared = median_time(
+                    || {
+                        let qs = mapping.query_signatures(q.clone()).unwrap();
+                        let keys =
+                            kernels::top_k_by_signatures(&qs, &key_signatures, group, at, heavy).unwrap();
+                        kernels::sparse_attention(&q, &k, &v, Some(&keys), group, at, scale).unwrap()
+                    },
+                    reps,
+                    9,
+                );
+                rows.push(Row {
+                    name: format!("{tag} dense decode (kernel, K/V read once per KV head)"),
+                    seconds: dense,
+                    bytes: kv_bytes,
+                    baseline: dense,
+                });
+                rows.push(Row {
+                    name: format!("{tag} hash end-to-end (per-query-head top-k)"),
+                    seconds: end_to_end,
+                    bytes: signature_bytes + per_head_rows,
+                    baseline: dense,
+                });
+                rows.push(Row {
+                    name: format!("{tag}   part: query hash + score + top-k"),
+                    seconds: select_time,
+                    bytes: signature_bytes,
+                    baseline: dense,
+                });
+                rows.push(Row {
+                    name: format!("{tag}   part: attend over chosen keys"),
+                    seconds: attend_time,
+                    bytes: per_head_rows,
+                    baseline: dense,
+                });
+                rows.push(Row {
+                    name: format!("{tag} hash end-to-end (top-k shared per KV head)"),
+                    seconds: shared,
+                    bytes: signature_bytes + shared_rows,
+                    baseline: dense,
+                });
+                eprintln!("done decode {tag}");
+            }
+        }
+    }
+    print_rows(
+        "Decode, one token, 32 query heads, head_dim 128, heavy = context / 32, sink 16, window 64",
+        &rows,
+        peak,
+    );
+}
+
+fn prefill(contexts: &[usize], peak: f64) {
+    let mut rows = Vec::new();
+    let kv_heads = 8;
+    for &context in contexts {
+        let q = normal([1, QUERY_HEADS, context, HEAD_DIM]);
+        let k = normal([1, kv_heads, context, HEAD_DIM]);
+        let v = normal([1, kv_heads, context, HEAD_DIM]);
+        let tag = format!("T{}K", context / 1024);
+        let element = q.dtype().size() as f64;
+        let bytes = (context * (QUERY_HEADS * 2 + kv_heads * 2) * HEAD_DIM) as f64 * element;
+        let group = QUERY_HEADS / kv_heads;
+        let flash = median_time(
+            || {
+                let k = k.clone().repeat_dim(1, group);
+                let v = v.clone().repeat_dim(1, group);
+                let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+                attention(q.clone(), k, v, None, None, options)
+            },
+            1,
+            3,
+        );
+        rows.push(Row {
+            name: format!("{tag} dense: burn flash attention (no LSE)"),
+            seconds: flash,
+            bytes,
+            baseline: flash,
+        });
+        let ours = median_time(
+            || dense_attention(q.clone(), k.clone(), v.clone(), &AttnOptions::causal()).unwrap(),
+            1,
+            3,
+        );
+        rows.push(Row {
+            name: format!("{tag} dense: ours with LSE (reference, matmuls)"),
+            seconds: ours,
+            bytes,
+            baseline: flash,
+        });
+        let hyper = HyperAttentionConfig::new(HEAD_DIM).init::<B>(&device()).unwrap();
+        let hyper_time = median_time(|| hyper.forward(q.clone(), k.clone(), v.clone()).unwrap(), 1, 3);
+        rows.push(Row {
+            name: format!("{tag} HyperAttention (reference path)"),
+            seconds: hyper_time,
+            bytes,
+            baseline: flash,
+        });
+        if context <= 32 * 1024 {
+            let hip = HipAttentionConfig::new().init::<B>(&device()).unwrap();
+            let hip_time = median_time(|| hip.forward(q.clone(), k.clone(), v.clone()).unwrap(), 1, 1);
+            rows.push(Row {
+                name: format!("{tag} HiP (reference path)"),
+                seconds: hip_time,
+                bytes,
+                baseline: flash,
+            });
+        }
+        eprintln!("done prefill {tag}");
+    }
+    print_rows("Prefill, causal, batch 1, 32 query heads, 8 KV heads, head_dim 128", &rows, peak);
+}
+
+fn list(args: &[String], flag: &str, default: &[usize]) -> Vec<usize> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').map(|x| x.parse().expect("a number")).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let (contexts, prefills) =
+        if quick { (vec![2048], vec![1024]) } else { (vec![8192, 32768, 131072], vec![32768, 131072]) };
+    let contexts = list(&args, "--contexts", &contexts);
+    let prefills = list(&args, "--prefill", &prefills);
+    let batches = list(&args, "--batches", &[1, 8]);
+    let kv_heads = list(&args, "--kv-heads", &[8, 32]);
+    let peak = peak_bandwidth(if quick { 22 } else { 29 });
+    println!("backend {}, measured bandwidth {peak:.0} GB/s (elementwise pass)", B::name(&device()));
+    if !args.iter().any(|a| a == "--no-decode") {
+        decode(&batches, &kv_heads, &contexts, peak);
+    }
+    if !args.iter().any(|a| a == "--no-prefill") {
+        prefill(&prefills, peak);
+    }
+}
