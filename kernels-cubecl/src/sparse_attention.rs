@@ -65,9 +65,9 @@ pub struct AttnRows {
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn partial_kernel<F: Float>(
+fn partial_kernel<F: Float, N: Size>(
     q: &Tensor<F>,
-    k: &Tensor<F>,
+    k: &Tensor<Vector<F, N>>,
     v: &Tensor<F>,
     heavy: &Tensor<i32>,
     partial_acc: &mut Tensor<f32>,
@@ -147,10 +147,15 @@ fn partial_kernel<F: Float>(
         for g in 0..group {
             let mut logit = f32::new(-1.0e30);
             if key >= 0 {
-                let k_base = (kv_base + usize::cast_from(key)) * head_dim;
+                let width = k.vector_size();
+                let k_base = (kv_base + usize::cast_from(key)) * (head_dim / width);
                 let mut dot = 0.0f32;
-                for d in 0..head_dim {
-                    dot += q_tile[g * head_dim + d] * f32::cast_from(k[k_base + d]);
+                for c in 0..head_dim / width {
+                    let chunk = k[k_base + c];
+                    #[unroll]
+                    for i in 0..width {
+                        dot += q_tile[g * head_dim + c * width + i] * f32::cast_from(chunk[i]);
+                    }
                 }
                 logit = dot;
             }
@@ -333,10 +338,14 @@ pub fn sparse_attention<R: CubeRuntime>(
         Shape::new([row_count, splits, keys.group, 2]),
         DType::F32,
     );
+    // Keys are read as vectors of up to 16 bytes (one unit reads a whole key row).
+    let element = dtype.size();
+    let width = [8usize, 4, 2, 1].into_iter().find(|w| head_dim % w == 0 && w * element <= 16).unwrap_or(1);
     partial_kernel::launch::<R>(
         &client,
         cube_count(row_count * splits),
         CubeDim::new_1d(TILE as u32),
+        width,
         into_contiguous(q).into_tensor_arg(),
         into_contiguous(k).into_tensor_arg(),
         into_contiguous(v).into_tensor_arg(),
