@@ -218,7 +218,7 @@ fn sparse_attention_matches_gather<G: Backend>(device: &G::Device, tolerance: f3
 
 /// Streaming, oracle top-k and HashAttention (prefill, then decode steps) give the same
 /// outputs as the reference, with contexts below and above the budget.
-fn methods_match_reference<G: Backend>(device: &G::Device, tolerance: f32) {
+fn methods_match_reference<G: Backend>(device: &G::Device, tolerance: f32, exact_matmuls: bool) {
     for (heads, kv_heads, prefill) in [(4, 4, 150), (3, 1, 301), (8, 2, 40)] {
         let (q_ref, q) = pair::<G>([1, heads, prefill + 3, 32], 21, device);
         let (k_ref, k) = pair::<G>([1, kv_heads, prefill + 3, 32], 22, device);
@@ -260,19 +260,29 @@ fn methods_match_reference<G: Backend>(device: &G::Device, tolerance: f32) {
             let expected = hash_ref
                 .forward_cached(part_ref(&q_ref), part_ref(&k_ref), part_ref(&v_ref), &mut cache_ref)
                 .unwrap();
-            let got = hash.forward_cached(part(&q), part(&k), part(&v), &mut cache).unwrap();
-            assert_close(
-                &format!("hash at {start}"),
-                &floats(expected.output),
-                &floats(got.output),
-                tolerance,
-            );
+            let got = floats(hash.forward_cached(part(&q), part(&k), part(&v), &mut cache).unwrap().output);
+            // Same device: the reference selection (signature ranking + sort) of the same
+            // signatures, attended by the gather path.
+            let selection = hash.selection(part(&q), &cache).unwrap();
+            let (keys, values) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+            let same_device = gather_attention(part(&q), keys, values, &selection, scale).unwrap();
+            assert_close(&format!("hash at {start}"), &floats(same_device.output), &got, tolerance);
+            // Across backends only where matmuls round alike (not CUDA's TF32, which flips
+            // the signs of codes near zero and so changes signatures).
+            if exact_matmuls {
+                assert_close(
+                    &format!("hash at {start} vs ndarray"),
+                    &floats(expected.output),
+                    &got,
+                    tolerance,
+                );
+            }
         }
     }
 }
 
 macro_rules! kernel_tests {
-    ($name:ident, $backend:ty, $device:expr, $tolerance:expr) => {
+    ($name:ident, $backend:ty, $device:expr, $tolerance:expr, $exact_matmuls:expr) => {
         mod $name {
             use super::*;
             type G = $backend;
@@ -297,7 +307,7 @@ macro_rules! kernel_tests {
             }
             #[test]
             fn methods_match_reference_in_prefill_and_decode() {
-                methods_match_reference::<G>(&device(), $tolerance);
+                methods_match_reference::<G>(&device(), $tolerance, $exact_matmuls);
             }
             #[test]
             fn kernels_are_active() {
@@ -309,9 +319,9 @@ macro_rules! kernel_tests {
 }
 
 #[cfg(feature = "wgpu")]
-kernel_tests!(wgpu, burn::backend::Wgpu, Default::default(), 1e-4);
+kernel_tests!(wgpu, burn::backend::Wgpu, Default::default(), 1e-4, true);
 #[cfg(feature = "cuda")]
-kernel_tests!(cuda, burn::backend::Cuda, Default::default(), 1e-4);
+kernel_tests!(cuda, burn::backend::Cuda, Default::default(), 1e-4, false);
 
 /// Half precision (CUDA only: lavapipe has no f16): the attention kernel reads f16 and
 /// accumulates in f32.
