@@ -132,55 +132,25 @@ fn decode(batches: &[usize], kv_heads_list: &[usize], contexts: &[usize], peak: 
                     reps,
                     9,
                 );
-                let end_to_end = median_time(
-                    || {
-                        let qs = mapping.query_signatures(q.clone()).unwrap();
-                        let keys = kernels::top_k_by_signatures(&qs, &key_signatures, 1, at, heavy).unwrap();
-                        kernels::sparse_attention(&q, &k, &v, Some(&keys), 1, at, scale).unwrap()
-                    },
-                    reps,
-                    9,
-                );
-                let shared = median_time(
-                    || {
-                        let qs = mapping.query_signatures(q.clone()).unwrap();
-                        let keys =
-                            kernels::top_k_by_signatures(&qs, &key_signatures, group, at, heavy).unwrap();
-                        kernels::sparse_attention(&q, &k, &v, Some(&keys), group, at, scale).unwrap()
-                    },
-                    reps,
-                    9,
-                );
-                rows.push(Row {
-                    name: format!("{tag} dense decode (kernel, K/V read once per KV head)"),
-                    seconds: dense,
-                    bytes: kv_bytes,
-                    baseline: dense,
-                });
-                rows.push(Row {
-                    name: format!("{tag} hash end-to-end (per-query-head top-k)"),
-                    seconds: end_to_end,
-                    bytes: signature_bytes + per_head_rows,
-                    baseline: dense,
-                });
-                rows.push(Row {
-                    name: format!("{tag}   part: query hash + score + top-k"),
-                    seconds: select_time,
-                    bytes: signature_bytes,
-                    baseline: dense,
-                });
-                rows.push(Row {
-                    name: format!("{tag}   part: attend over chosen keys"),
-                    seconds: attend_time,
-                    bytes: per_head_rows,
-                    baseline: dense,
-                });
-                rows.push(Row {
-                    name: format!("{tag} hash end-to-end (top-k shared per KV head)"),
-                    seconds: shared,
-                    bytes: signature_bytes + shared_rows,
-                    baseline: dense,
-                });
+                // Query hash + fused score/top-k + attention; `rows_group` query heads share a
+                // selection (1: one per query head).
+                let hash_decode = |rows_group: usize| {
+                    let qs = mapping.query_signatures(q.clone()).unwrap();
+                    let keys =
+                        kernels::top_k_by_signatures(&qs, &key_signatures, rows_group, at, heavy).unwrap();
+                    kernels::sparse_attention(&q, &k, &v, Some(&keys), rows_group, at, scale).unwrap()
+                };
+                let end_to_end = median_time(|| hash_decode(1), reps, 9);
+                let shared = median_time(|| hash_decode(group), reps, 9);
+                for (label, seconds, bytes) in [
+                    ("dense decode (kernel, K/V read once per KV head)", dense, kv_bytes),
+                    ("hash end-to-end (per-query-head top-k)", end_to_end, signature_bytes + per_head_rows),
+                    ("  part: query hash + score + top-k", select_time, signature_bytes),
+                    ("  part: attend over chosen keys", attend_time, per_head_rows),
+                    ("hash end-to-end (top-k shared per KV head)", shared, signature_bytes + shared_rows),
+                ] {
+                    rows.push(Row { name: format!("{tag} {label}"), seconds, bytes, baseline: dense });
+                }
                 eprintln!("done decode {tag}");
             }
         }
