@@ -18,9 +18,9 @@ pub(super) enum Runtime {
 }
 
 #[cfg(feature = "wgpu")]
-type WgpuRuntime = kernels::cubecl::wgpu::WgpuRuntime;
+pub(super) type WgpuRuntime = kernels::cubecl::wgpu::WgpuRuntime;
 #[cfg(feature = "cuda")]
-type CudaRuntime = kernels::cubecl::cuda::CudaRuntime;
+pub(super) type CudaRuntime = kernels::cubecl::cuda::CudaRuntime;
 
 fn is<B: Backend, R: CubeRuntime>() -> bool {
     TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<CubeTensor<R>>()
@@ -38,19 +38,6 @@ pub(super) fn runtime_of<B: Backend>() -> Option<Runtime> {
         return Some(Runtime::Cuda);
     }
     None
-}
-
-/// Runs `$body` with `R` bound to `B`'s runtime, or gives `None`.
-macro_rules! on_runtime {
-    ($B:ty, $f:ident ( $($arg:expr),* )) => {
-        match runtime_of::<$B>() {
-            #[cfg(feature = "wgpu")]
-            Some(Runtime::Wgpu) => $f::<$B, WgpuRuntime>($($arg),*),
-            #[cfg(feature = "cuda")]
-            Some(Runtime::Cuda) => $f::<$B, CudaRuntime>($($arg),*),
-            None => None,
-        }
-    };
 }
 
 fn cast<From: 'static, To: 'static>(value: From) -> To {
@@ -74,23 +61,11 @@ fn int_out<B: Backend, R: CubeRuntime, const D: usize>(t: CubeTensor<R>) -> Tens
     Tensor::from_primitive(cast(t))
 }
 
-pub(super) fn pack_signs<B: Backend>(codes: &Tensor<B, 4>) -> Option<Tensor<B, 4, Int>> {
-    on_runtime!(B, pack_on(codes))
-}
-
-fn pack_on<B: Backend, R: CubeRuntime>(codes: &Tensor<B, 4>) -> Option<Tensor<B, 4, Int>> {
+pub(super) fn pack_on<B: Backend, R: CubeRuntime>(codes: &Tensor<B, 4>) -> Option<Tensor<B, 4, Int>> {
     Some(int_out::<B, R, 4>(kernels::pack_signs(float_in::<B, R, 4>(codes)?)))
 }
 
-pub(super) fn top_k_by_scores<B: Backend>(
-    scores: &Tensor<B, 4>,
-    at: KernelWindow,
-    k: usize,
-) -> Option<Tensor<B, 4, Int>> {
-    on_runtime!(B, scores_on(scores, at, k))
-}
-
-fn scores_on<B: Backend, R: CubeRuntime>(
+pub(super) fn scores_on<B: Backend, R: CubeRuntime>(
     scores: &Tensor<B, 4>,
     at: KernelWindow,
     k: usize,
@@ -99,17 +74,7 @@ fn scores_on<B: Backend, R: CubeRuntime>(
     Some(int_out::<B, R, 4>(kernels::top_k(scores, at.first_position, at.sink, at.window, k)))
 }
 
-pub(super) fn top_k_by_signatures<B: Backend>(
-    query: &Tensor<B, 4, Int>,
-    key: &Tensor<B, 4, Int>,
-    group: usize,
-    at: KernelWindow,
-    k: usize,
-) -> Option<Tensor<B, 4, Int>> {
-    on_runtime!(B, signatures_on(query, key, group, at, k))
-}
-
-fn signatures_on<B: Backend, R: CubeRuntime>(
+pub(super) fn signatures_on<B: Backend, R: CubeRuntime>(
     query: &Tensor<B, 4, Int>,
     key: &Tensor<B, 4, Int>,
     group: usize,
@@ -124,19 +89,7 @@ fn signatures_on<B: Backend, R: CubeRuntime>(
     Some(int_out::<B, R, 4>(kernels::top_k(scores, at.first_position, at.sink, at.window, k)))
 }
 
-pub(super) fn sparse_attention<B: Backend>(
-    q: &Tensor<B, 4>,
-    k: &Tensor<B, 4>,
-    v: &Tensor<B, 4>,
-    heavy: Option<&Tensor<B, 4, Int>>,
-    group: usize,
-    at: KernelWindow,
-    scale: f64,
-) -> Option<AttnOutput<B>> {
-    on_runtime!(B, attend_on(q, k, v, heavy, group, at, scale))
-}
-
-fn attend_on<B: Backend, R: CubeRuntime>(
+pub(super) fn attend_on<B: Backend, R: CubeRuntime>(
     q: &Tensor<B, 4>,
     k: &Tensor<B, 4>,
     v: &Tensor<B, 4>,

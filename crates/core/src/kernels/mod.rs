@@ -8,6 +8,20 @@
 //! caller then runs its reference code. Autodiff backends take the reference path (it is
 //! differentiable; the kernels have no backward).
 
+/// Calls `$f::<B, R>(args)` with `R` the CubeCL runtime of `B`, or gives `None`.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+macro_rules! on_runtime {
+    ($B:ty, $f:ident ( $($arg:expr),* )) => {
+        match cube::runtime_of::<$B>() {
+            #[cfg(feature = "wgpu")]
+            Some(cube::Runtime::Wgpu) => cube::$f::<$B, cube::WgpuRuntime>($($arg),*),
+            #[cfg(feature = "cuda")]
+            Some(cube::Runtime::Cuda) => cube::$f::<$B, cube::CudaRuntime>($($arg),*),
+            None => None,
+        }
+    };
+}
+
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 
@@ -43,7 +57,7 @@ pub struct KernelWindow {
 pub fn pack_signs<B: Backend>(_codes: &Tensor<B, 4>) -> Option<Tensor<B, 4, Int>> {
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     {
-        cube::pack_signs(_codes)
+        on_runtime!(B, pack_on(_codes))
     }
     #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
     None
@@ -58,7 +72,7 @@ pub fn top_k_by_scores<B: Backend>(
 ) -> Option<Tensor<B, 4, Int>> {
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     {
-        cube::top_k_by_scores(_scores, _at, _k)
+        on_runtime!(B, scores_on(_scores, _at, _k))
     }
     #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
     None
@@ -76,7 +90,7 @@ pub fn top_k_by_signatures<B: Backend>(
 ) -> Option<Tensor<B, 4, Int>> {
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     {
-        cube::top_k_by_signatures(_query, _key, _group, _at, _k)
+        on_runtime!(B, signatures_on(_query, _key, _group, _at, _k))
     }
     #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
     None
@@ -95,7 +109,7 @@ pub fn sparse_attention<B: Backend>(
 ) -> Option<AttnOutput<B>> {
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     {
-        cube::sparse_attention(_q, _k, _v, _heavy, _group, _at, _scale)
+        on_runtime!(B, attend_on(_q, _k, _v, _heavy, _group, _at, _scale))
     }
     #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
     None
