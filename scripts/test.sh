@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command of README.md: installs what the tests need, then runs every test of the
-# workspace (unit, integration, doc tests; examples are built) on the ndarray backend, and
+# workspace (unit, integration, doc tests; examples are built) on the ndarray backend, with
 # the CubeCL kernel tests under wgpu on Mesa's software Vulkan (lavapipe).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,5 +21,8 @@ if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
     || { $sudo apt-get update -qq && $sudo apt-get install -y -qq mesa-vulkan-drivers; }
 fi
 
+# No incremental cache: a one-off build never reuses it, and it takes gigabytes of disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# One build for everything: the root package's dev-dependencies turn core's `wgpu` on, so
+# tests/integration/kernels.rs runs the kernels under wgpu in the same run.
 cargo test --workspace --locked
-cargo test --locked -p burn-sparse-attn-core --features wgpu --test kernels

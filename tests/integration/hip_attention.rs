@@ -1,8 +1,7 @@
 //! HiP attention: the hierarchical mask against exhaustive search, its cost, causality, and
 //! decoding with a reused mask.
 
-mod common;
-
+use crate::common::*;
 use burn::tensor::Tensor;
 use burn_sparse_attn::attend::gather_attention;
 use burn_sparse_attn::select::{hip_mask, HipMask, HipMaskParams, Representative};
@@ -10,7 +9,6 @@ use burn_sparse_attn::{
     dense_attention, AttentionMethod, AttnError, AttnOptions, AttnShape, HipAttention, HipAttentionConfig,
     KvCache, QueryPositions,
 };
-use common::*;
 
 fn config(
     mask_k: usize,

@@ -1,15 +1,13 @@
 //! Every method against dense attention: exact when the budget covers every key, in prefill
 //! and decode, with and without GQA; error falling as the budget grows.
 
-mod common;
-
+use crate::common::*;
 use burn::tensor::Tensor;
 use burn_sparse_attn::{
     Attention, AttentionConfig, AttentionMethod, AttnError, AttnOutput, DenseAttentionConfig,
     HashAttentionConfig, HashMappingConfig, HipAttentionConfig, KvCache, OracleTopKConfig,
     StreamingAttentionConfig,
 };
-use common::*;
 
 fn hash_config(dims: &Dims, shared: bool, heavy: f64) -> AttentionConfig {
     let key_heads = if shared { dims.kv_heads } else { dims.query_heads };

@@ -2,12 +2,10 @@
 //! in 512 tokens; a method that keeps the needle's keys finds it too; a sliding window that
 //! drops them cannot. Needs the model (see golden_logits.rs).
 
-mod common;
-
+use crate::common::dense_model;
 use burn_sparse_attn_core::{AttentionConfig, OracleTopKConfig, StreamingAttentionConfig};
 use burn_sparse_attn_model::passkey::{passkey_prompt, retrieves_passkey};
 use burn_sparse_attn_model::AttentionPlan;
-use common::dense_model;
 
 #[test]
 fn passkey_is_found_unless_the_attention_drops_it() {

@@ -1,13 +1,11 @@
 //! Documented behaviour on NaN input: it propagates to the rows that read it, top-k never
 //! selects a key whose score is NaN, and `ensure_finite` reports it.
 
-mod common;
-
+use crate::common::*;
 use burn::tensor::Tensor;
 use burn_sparse_attn::{
     dense_attention, ensure_finite, AttentionMethod, AttnError, AttnOptions, OracleTopKConfig,
 };
-use common::*;
 
 fn with_nan(x: Tensor<B, 4>, position: usize) -> Tensor<B, 4> {
     let [b, h, _, d] = x.dims();

@@ -1,13 +1,11 @@
 //! The evaluation harness on SmolLM2: every method equals dense when its budget covers
 //! every key, the oracle keeps the most attention mass, and bad requests give clear errors.
 
-mod common;
-
+use crate::common::{book_tokens, dense_model};
 use burn_sparse_attn_model::eval::{
     attention_fidelity, passkey_sweep, perplexity_sweep, FidelitySweep, KeyBudget, Method, PasskeySweep,
     PerplexitySweep,
 };
-use common::{book_tokens, dense_model};
 
 const SPARSE: [Method; 5] = [Method::Streaming, Method::OracleTopK, Method::Hip, Method::Hyper, Method::Hash];
 
@@ -114,7 +112,7 @@ fn trained_hash_mappings_keep_more_attention_mass_than_random_ones() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/hash/smollm2-135m");
     let context = 320;
     let tokens = book_tokens(&tokenizer, context);
-    let mean_recall = |model: &mut burn_sparse_attn_model::Llama<common::B>, hash_mappings| {
+    let mean_recall = |model: &mut burn_sparse_attn_model::Llama<crate::common::B>, hash_mappings| {
         let sweep =
             FidelitySweep { context, sparsities: vec![2.0], methods: vec![Method::Hash], hash_mappings };
         let rows = attention_fidelity(model, &tokens, &sweep, &Default::default(), |_| {}).unwrap();

@@ -35,7 +35,7 @@ pub fn dense_model() -> (Llama<B>, GgufTokenizer) {
 /// `count` tokens of a passage of Pride and Prejudice (public domain; a fixture, so that
 /// the tests need nothing outside the repository).
 pub fn book_tokens(tokenizer: &GgufTokenizer, count: usize) -> Vec<u32> {
-    let tokens = tokenizer.encode(include_str!("../fixtures/book_passage.txt")).unwrap();
+    let tokens = tokenizer.encode(include_str!("../../fixtures/book_passage.txt")).unwrap();
     assert!(tokens.len() >= count, "the fixture has {} tokens, {count} asked for", tokens.len());
     tokens[..count].to_vec()
 }

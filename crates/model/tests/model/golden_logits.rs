@@ -4,11 +4,9 @@
 //! Needs the model at `models/SmolLM2-135M-Instruct.Q4_1.gguf` (scripts/get_model.sh puts
 //! it there; the test command runs it) or at the path in `SMOLLM2_GGUF`.
 
-mod common;
-
+use crate::common::{gguf, B};
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_sparse_attn_model::{AttentionPlan, Llama};
-use common::{gguf, B};
 
 fn numbers(json: &str, key: &str) -> Vec<f64> {
     let start = json.find(&format!("\"{key}\"")).expect("key in fixture");
@@ -38,7 +36,7 @@ fn numbers(json: &str, key: &str) -> Vec<f64> {
 
 #[test]
 fn dense_logits_match_the_numpy_reference() {
-    let fixture = include_str!("fixtures/smollm2_golden.json");
+    let fixture = include_str!("../fixtures/smollm2_golden.json");
     let ids: Vec<i64> = numbers(fixture, "token_ids").into_iter().map(|x| x as i64).collect();
     let top: Vec<f64> = numbers(fixture, "top5_per_position");
     let device = Default::default();
@@ -67,7 +65,7 @@ fn dense_logits_match_the_numpy_reference() {
 fn the_tokenizer_encodes_the_fixture_sentence_and_round_trips_text() {
     let file = gguf();
     let tokenizer = burn_sparse_attn_model::GgufTokenizer::from_gguf(&file).unwrap();
-    let fixture = include_str!("fixtures/smollm2_golden.json");
+    let fixture = include_str!("../fixtures/smollm2_golden.json");
     let ids: Vec<u32> = numbers(fixture, "token_ids").into_iter().map(|x| x as u32).collect();
     assert_eq!(tokenizer.encode("The quick brown fox jumps over the lazy dog. The dog").unwrap(), ids);
     let text = "It is a truth universally acknowledged, that a single man in possession of a good fortune,\n\

@@ -1,14 +1,12 @@
 //! HashAttention: packed signatures, popcount scores, the keys it chooses, saving mappings.
 
-mod common;
-
+use crate::common::*;
 use burn::module::Param;
 use burn::tensor::Tensor;
 use burn_sparse_attn::hash::{matching_bits, pack_signs, unpack_signs};
 use burn_sparse_attn::{
     AttentionMethod, AttnError, HashActivation, HashAttentionConfig, HashMapping, HashMappingConfig, KvCache,
 };
-use common::*;
 
 /// Host packing: bit `i % 32` of word `i / 32` set where `x >= 0`.
 fn host_pack(values: &[f32], bits: usize) -> Vec<u32> {

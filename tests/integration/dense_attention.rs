@@ -1,9 +1,7 @@
 //! Dense attention against a naive loop implementation.
 
-mod common;
-
+use crate::common::*;
 use burn_sparse_attn::{dense_attention, AttnError, AttnOptions};
-use common::*;
 
 #[test]
 fn causal_dense_matches_naive_loops_at_odd_sizes_and_gqa() {

@@ -1,10 +1,8 @@
 //! Merging partial results by log-sum-exp, and gather attention over index sets.
 
-mod common;
-
+use crate::common::*;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use burn_sparse_attn::{dense_attention, gather_attention, merge, AttnError, AttnOptions, KeySelection};
-use common::*;
 
 /// Every key, with validity given per (row, key) by `keep`.
 fn all_keys(dims: &Dims, keep: impl Fn(usize, usize) -> bool) -> KeySelection<B> {

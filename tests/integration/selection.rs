@@ -1,13 +1,11 @@
 //! Index-set selection: sink, window, top-k and their union, against direct computation.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::common::*;
 use burn::tensor::Tensor;
 use burn_sparse_attn::select::{budget_selection, sink_selection, top_k_selection, window_selection};
 use burn_sparse_attn::{AttnError, AttnOptions, AttnShape, KeySelection, QueryPositions, SparseBudget};
-use common::*;
 
 /// The valid keys of every (batch, head, query) row, as sets.
 fn key_sets(selection: &KeySelection<B>) -> Vec<BTreeSet<i64>> {

@@ -1,8 +1,7 @@
 //! HyperAttention: Gray order, exactness where the approximation is exact, the block
 //! structure on ragged sizes, quality on planted clusters, causality, gradients, decode.
 
-mod common;
-
+use crate::common::*;
 use burn::module::Module;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -12,7 +11,6 @@ use burn_sparse_attn::{
     dense_attention, gather_attention, AttentionMethod, AttnError, AttnOptions, HyperAttention,
     HyperAttentionConfig, KeySelection, KvCache,
 };
-use common::*;
 
 fn hyper(head_dim: usize, block_size: usize, sample_size: usize, min_seq_len: usize) -> HyperAttention<B> {
     HyperAttentionConfig::new(head_dim)

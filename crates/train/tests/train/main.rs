@@ -1,0 +1,5 @@
+//! Integration tests of hash-mapping training, linked into one binary.
+
+mod common;
+mod resume;
+mod training;
