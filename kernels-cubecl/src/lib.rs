@@ -8,13 +8,23 @@
 //! Kernels: sign packing ([`pack_signs`]), top-k selection without a full sort
 //! ([`top_k`]: radix select over float scores, or over signature match counts computed on
 //! the fly), attention over per-query key lists with a log-sum-exp output, split over the
-//! keys like flash-decoding ([`sparse_attention`]).
+//! keys like flash-decoding ([`sparse_attention`]), and causal attention of tiles of queries
+//! over a shared list of sink, window and chosen key blocks, for prefill, dense or
+//! block-sparse ([`block_attention`]), and a stable counting sort of small keys
+//! ([`counting_sort_order`], HyperAttention's LSH buckets), and HiP's fused child scoring
+//! ([`child_scores`]).
 
+pub mod block_attention;
+pub mod child_scores;
+pub mod counting_sort;
 pub mod grid;
 pub mod pack_signs;
 pub mod sparse_attention;
 pub mod top_k;
 
+pub use block_attention::{block_attention, BlockKeys};
+pub use child_scores::child_scores;
+pub use counting_sort::counting_sort_order;
 pub use pack_signs::pack_signs;
 pub use sparse_attention::{sparse_attention, KeyList, SparseAttentionOutput};
 pub use top_k::{top_k, TopKScores};

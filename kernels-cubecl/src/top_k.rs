@@ -236,8 +236,8 @@ fn top_k_kernel<F: Float>(
 /// key index.
 ///
 /// Returns i32 key indices `[batch, heads, query_len, k]` (`heads` of the scores, or query
-/// heads / `group` for signatures), keys above the k-th score first, in key order, then the
-/// ties; `-1` pads rows with fewer than `k` candidates.
+/// heads / `group` for signatures) in ascending key order; `-1` pads rows with fewer than
+/// `k` candidates.
 pub fn top_k<R: CubeRuntime>(
     scores: TopKScores<R>,
     first_position: usize,

@@ -16,9 +16,9 @@ use burn_sparse_attn::{
     KvCache, OracleTopKConfig, QueryPositions, SparseBudget, StreamingAttentionConfig,
 };
 
-type Ref = NdArray<f32>;
+pub(crate) type Ref = NdArray<f32>;
 
-fn floats(t: Tensor<impl Backend, 4>) -> Vec<f32> {
+pub(crate) fn floats(t: Tensor<impl Backend, 4>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap()
 }
 
@@ -26,12 +26,16 @@ fn ints<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Vec<i64> {
     t.into_data().convert::<i64>().to_vec().unwrap()
 }
 
-fn pair<G: Backend>(shape: [usize; 4], seed: u64, device: &G::Device) -> (Tensor<Ref, 4>, Tensor<G, 4>) {
+pub(crate) fn pair<G: Backend>(
+    shape: [usize; 4],
+    seed: u64,
+    device: &G::Device,
+) -> (Tensor<Ref, 4>, Tensor<G, 4>) {
     let data = TensorData::new(normal_values(shape.iter().product(), seed), shape);
     (Tensor::from_data(data.clone(), &Default::default()), Tensor::from_data(data, device))
 }
 
-fn assert_close(name: &str, expected: &[f32], got: &[f32], tolerance: f32) {
+pub(crate) fn assert_close(name: &str, expected: &[f32], got: &[f32], tolerance: f32) {
     assert_eq!(expected.len(), got.len(), "{name}: lengths");
     let worst = expected
         .iter()

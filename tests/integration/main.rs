@@ -13,4 +13,5 @@ mod kernels;
 mod merge;
 mod methods;
 mod non_finite;
+mod prefill_kernels;
 mod selection;

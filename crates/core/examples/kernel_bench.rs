@@ -1,6 +1,6 @@
 //! GPU benchmark of the kernels: HashAttention decode (score + top-k + attend, and the parts)
-//! against our dense decode, and causal prefill of HiP and HyperAttention against dense
-//! attention. Times are medians over samples taken after warm-up, each sample a synchronised
+//! against our dense decode, and causal prefill of HiP and HyperAttention against our dense
+//! attention (the tiled kernel). Times are medians over samples taken after warm-up, each sample a synchronised
 //! batch of calls; bandwidth is against a measured device copy.
 //!
 //! `cargo build --release -p burn-sparse-attn-core --features cuda --example kernel_bench`,
@@ -9,11 +9,14 @@
 
 use std::time::Instant;
 
-use burn::tensor::{backend::Backend, module::attention, ops::AttentionModuleOptions, Distribution, Tensor};
+use burn::tensor::{
+    backend::Backend, module::attention, ops::AttentionModuleOptions, Distribution, ElementConversion, Tensor,
+};
 use burn_sparse_attn_core::kernels::{self, KernelWindow};
+use burn_sparse_attn_core::select::hip_mask;
 use burn_sparse_attn_core::{
     dense_attention, AttentionMethod, AttnOptions, HashMappingConfig, HipAttentionConfig,
-    HyperAttentionConfig,
+    HyperAttentionConfig, QueryPositions,
 };
 
 #[cfg(feature = "cuda")]
@@ -172,6 +175,20 @@ fn prefill(contexts: &[usize], peak: f64) {
         let tag = format!("T{}K", context / 1024);
         let element = q.dtype().size() as f64;
         let bytes = (context * (QUERY_HEADS * 2 + kv_heads * 2) * HEAD_DIM) as f64 * element;
+        let samples = if context > 32 * 1024 { 1 } else { 3 };
+        // The baseline: our dense causal attention with LSE (the tiled kernel on CubeCL).
+        let dense = median_time(
+            || dense_attention(q.clone(), k.clone(), v.clone(), &AttnOptions::causal()).unwrap(),
+            1,
+            samples,
+        );
+        let flops = 2.0 * (context * context) as f64 * (QUERY_HEADS * HEAD_DIM) as f64;
+        rows.push(Row {
+            name: format!("{tag} dense: ours, tiled kernel with LSE ({:.1} TFLOP/s)", flops / dense / 1e12),
+            seconds: dense,
+            bytes,
+            baseline: dense,
+        });
         let group = QUERY_HEADS / kv_heads;
         let flash = median_time(
             || {
@@ -181,46 +198,68 @@ fn prefill(contexts: &[usize], peak: f64) {
                 attention(q.clone(), k, v, None, None, options)
             },
             1,
-            3,
+            samples,
         );
         rows.push(Row {
-            name: format!("{tag} dense: burn flash attention (no LSE)"),
+            name: format!("{tag} dense: burn attention (no LSE)"),
             seconds: flash,
             bytes,
-            baseline: flash,
+            baseline: dense,
         });
-        let ours = median_time(
-            || dense_attention(q.clone(), k.clone(), v.clone(), &AttnOptions::causal()).unwrap(),
-            1,
-            3,
-        );
+        // Whether burn's attention computes what ours does (its times look too fast at some
+        // sizes): the largest absolute difference of the outputs.
+        let ours = dense_attention(q.clone(), k.clone(), v.clone(), &AttnOptions::causal()).unwrap().output;
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+        let (k_all, v_all) = (k.clone().repeat_dim(1, group), v.clone().repeat_dim(1, group));
+        let theirs = attention(q.clone(), k_all, v_all, None, None, options);
+        let gap: f32 = (ours - theirs).abs().max().into_scalar().elem();
+        println!("{tag}: max |burn attention - ours| = {gap:.4}");
+        let hip = HipAttentionConfig::new().init::<B>(&device()).unwrap();
+        let hip_time = median_time(|| hip.forward(q.clone(), k.clone(), v.clone()).unwrap(), 1, samples);
         rows.push(Row {
-            name: format!("{tag} dense: ours with LSE (reference, matmuls)"),
-            seconds: ours,
+            name: format!("{tag} HiP: mask + block kernel"),
+            seconds: hip_time,
             bytes,
-            baseline: flash,
+            baseline: dense,
         });
+        let positions = QueryPositions { offset: 0, causal: true, kv_len: context };
+        let mask_time =
+            median_time(|| hip_mask(q.clone(), k.clone(), &positions, &hip.params).unwrap(), 1, samples);
+        rows.push(Row { name: format!("{tag} HiP: mask alone"), seconds: mask_time, bytes, baseline: dense });
         let hyper = HyperAttentionConfig::new(HEAD_DIM).init::<B>(&device()).unwrap();
-        let hyper_time = median_time(|| hyper.forward(q.clone(), k.clone(), v.clone()).unwrap(), 1, 3);
+        let hyper_time = median_time(|| hyper.forward(q.clone(), k.clone(), v.clone()).unwrap(), 1, samples);
         rows.push(Row {
-            name: format!("{tag} HyperAttention (reference path)"),
+            name: format!("{tag} HyperAttention (sort kernel + tensor ops)"),
             seconds: hyper_time,
             bytes,
-            baseline: flash,
+            baseline: dense,
         });
-        if context <= 32 * 1024 {
-            let hip = HipAttentionConfig::new().init::<B>(&device()).unwrap();
-            let hip_time = median_time(|| hip.forward(q.clone(), k.clone(), v.clone()).unwrap(), 1, 1);
-            rows.push(Row {
-                name: format!("{tag} HiP (reference path)"),
-                seconds: hip_time,
-                bytes,
-                baseline: flash,
-            });
-        }
         eprintln!("done prefill {tag}");
     }
     print_rows("Prefill, causal, batch 1, 32 query heads, 8 KV heads, head_dim 128", &rows, peak);
+}
+
+/// Our dense kernel and burn's attention against the reference path on the host (NdArray,
+/// f32) at a small size: the largest absolute output differences.
+fn check_dense(context: usize) {
+    type Host = burn::backend::NdArray<f32>;
+    let kv_heads = 8;
+    let q = normal([1, QUERY_HEADS, context, HEAD_DIM]);
+    let k = normal([1, kv_heads, context, HEAD_DIM]);
+    let v = normal([1, kv_heads, context, HEAD_DIM]);
+    let host =
+        |t: &Tensor<B, 4>| Tensor::<Host, 4>::from_data(t.to_data().convert::<f32>(), &Default::default());
+    let reference = dense_attention(host(&q), host(&k), host(&v), &AttnOptions::causal()).unwrap().output;
+    let ours = dense_attention(q.clone(), k.clone(), v.clone(), &AttnOptions::causal()).unwrap().output;
+    let group = QUERY_HEADS / kv_heads;
+    let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+    let theirs = attention(q, k.repeat_dim(1, group), v.repeat_dim(1, group), None, None, options);
+    let gap = |t: Tensor<B, 4>| -> f32 { (host(&t) - reference.clone()).abs().max().into_scalar() };
+    println!(
+        "T{context}: max |ours - host reference| = {:.4}, max |burn attention - host reference| = {:.4}",
+        gap(ours),
+        gap(theirs)
+    );
 }
 
 fn list(args: &[String], flag: &str, default: &[usize]) -> Vec<usize> {
@@ -246,6 +285,7 @@ fn main() {
         decode(&batches, &kv_heads, &contexts, peak);
     }
     if !args.iter().any(|a| a == "--no-prefill") {
+        check_dense(if quick { 256 } else { 2048 });
         prefill(&prefills, peak);
     }
 }

@@ -8,6 +8,7 @@ use super::output::AttnOutput;
 use super::positions::{future_mask, last_visible_keys};
 use super::softmax::masked_softmax;
 use crate::error::AttnResult;
+use crate::kernels::{self, KernelWindow};
 use crate::shape::{group_heads, ungroup_heads, AttnShape};
 
 /// Exact softmax attention.
@@ -21,7 +22,8 @@ use crate::shape::{group_heads, ungroup_heads, AttnShape};
 ///
 /// Causality and query positions come from `options` (see [`AttnOptions`]). Queries are
 /// processed in chunks, so memory stays bounded at long contexts. NaN in an input
-/// propagates to every output row that reads it.
+/// propagates to every output row that reads it. On a CubeCL backend, causal attention runs
+/// in a kernel (see [`crate::kernels`]) that never forms the logits matrix.
 pub fn dense_attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -31,6 +33,11 @@ pub fn dense_attention<B: Backend>(
     let shape = AttnShape::of(&q, &k, &v)?;
     let positions = options.positions(&shape)?;
     let scale = options.scale_for(shape.head_dim);
+    if positions.causal {
+        if let Some(out) = dense_kernel(&q, &k, &v, &shape, &positions, scale) {
+            return Ok(out);
+        }
+    }
     let per_query = shape.batch * shape.query_heads * shape.kv_len;
     let parts = query_chunks(shape.query_len, per_query)
         .into_iter()
@@ -40,6 +47,29 @@ pub fn dense_attention<B: Backend>(
         })
         .collect();
     Ok(AttnOutput::cat(parts))
+}
+
+/// Causal attention in a kernel: tiles of queries sharing each K/V read when there are
+/// enough of them to fill a GPU, else one row per KV head (its query heads share the reads)
+/// with the keys split across cubes, as in decoding.
+fn dense_kernel<B: Backend>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    shape: &AttnShape,
+    positions: &QueryPositions,
+    scale: f64,
+) -> Option<AttnOutput<B>> {
+    /// Query tiles below which splitting the keys gives more parallelism.
+    const ENOUGH_TILES: usize = 512;
+    let tiles = shape.batch * shape.query_heads * shape.query_len.div_ceil(16);
+    if tiles >= ENOUGH_TILES {
+        let everything = KernelWindow { first_position: positions.offset, sink: 0, window: usize::MAX };
+        kernels::block_sparse_attention(q, k, v, None, everything, scale)
+    } else {
+        let everything = KernelWindow { first_position: positions.offset, sink: shape.kv_len, window: 0 };
+        kernels::sparse_attention(q, k, v, None, shape.groups(), everything, scale)
+    }
 }
 
 fn dense_chunk<B: Backend>(

@@ -2,14 +2,14 @@
 //! of an LSH-sorted order, plus sampled key columns, merged by log-sum-exp; causal attention
 //! by recursive halving.
 
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use super::merge::merge;
 use super::options::AttnOptions;
 use super::output::AttnOutput;
 use super::softmax::masked_softmax;
 use crate::error::AttnResult;
-use crate::select::{gray_positions, lsh_buckets, stable_order};
+use crate::select::{gray_positions, lsh_buckets, stable_order_below};
 
 /// The knobs of HyperAttention.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,8 +52,9 @@ pub fn hyper_attention_non_causal<B: Backend>(
         x.reshape([b, hkv, 1, n, e]).expand([b, hkv, hq / hkv, n, e]).reshape([b, hq, n, e])
     };
     let (k, v) = (per_query_head(k), per_query_head(v));
-    let sort =
-        |x: &Tensor<B, 4>| stable_order(gray_positions(lsh_buckets(x.clone(), projections.clone()), bits));
+    let sort = |x: &Tensor<B, 4>| {
+        stable_order_below(gray_positions(lsh_buckets(x.clone(), projections.clone()), bits), 1 << bits)
+    };
     let (q_order, k_order) = (sort(&q), sort(&k));
     let rows = |x: Tensor<B, 4>, order: &Tensor<B, 3, Int>| {
         let [_, _, n, e] = x.dims();
@@ -73,7 +74,7 @@ pub fn hyper_attention_non_causal<B: Backend>(
         in_blocks
     };
     // Back to the original order of the queries.
-    let inverse = q_order.argsort(2);
+    let inverse = inverse_permutation(&q_order);
     let output = rows(sorted.output, &inverse);
     let lse = sorted.lse.gather(2, inverse);
     AttnOutput { output, lse }
@@ -187,6 +188,15 @@ pub fn hyper_attention_causal<B: Backend>(
     let lower = merge(lower_diagonal, lower_left)?;
     let whole = AttnOutput::cat(vec![upper, lower]);
     Ok(AttnOutput { output: whole.output.narrow(2, 0, n), lse: whole.lse.narrow(2, 0, n) })
+}
+
+/// The inverse of each row's permutation `order: [batch, heads, n]`: `inverse[order[i]] = i`,
+/// by a scatter (no sort, which burn runs on the host for CubeCL backends).
+fn inverse_permutation<B: Backend>(order: &Tensor<B, 3, Int>) -> Tensor<B, 3, Int> {
+    let [b, h, n] = order.dims();
+    let device = order.device();
+    let index = Tensor::<B, 1, Int>::arange(0..n as i64, &device).reshape([1, 1, n]).expand([b, h, n]);
+    Tensor::zeros([b, h, n], &device).scatter(2, order.clone(), index, IndexingUpdateOp::Add)
 }
 
 /// Pads axis 2 of `x` with zero rows up to `len`.

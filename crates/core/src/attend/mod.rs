@@ -10,7 +10,7 @@ mod output;
 pub(crate) mod positions;
 mod softmax;
 
-pub(crate) use chunks::query_chunks;
+pub(crate) use chunks::{query_chunks, query_chunks_within, MAX_GPU_CHUNK_ELEMENTS};
 pub use dense::dense_attention;
 pub use gather::gather_attention;
 pub(crate) use gather::gather_attention_unchecked;

@@ -5,7 +5,7 @@ use std::any::{Any, TypeId};
 use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorPrimitive};
 use burn_sparse_attn_kernels::{self as kernels, burn_cubecl::tensor::CubeTensor, burn_cubecl::CubeRuntime};
 
-use super::KernelWindow;
+use super::{BlockSizes, KernelWindow};
 use crate::attend::AttnOutput;
 
 /// The CubeCL runtimes this crate was built for.
@@ -115,4 +115,66 @@ pub(super) fn attend_on<B: Backend, R: CubeRuntime>(
         scale as f32,
     );
     Some(AttnOutput { output: float_out::<B, R, 4>(out.output), lse: float_out::<B, R, 3>(out.lse) })
+}
+
+pub(super) fn blocks_on<B: Backend, R: CubeRuntime>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    blocks: Option<(&Tensor<B, 4, Int>, BlockSizes)>,
+    at: KernelWindow,
+    scale: f64,
+) -> Option<AttnOutput<B>> {
+    if q.dtype() != k.dtype() || q.dtype() != v.dtype() {
+        return None;
+    }
+    let (blocks, sizes) = match blocks {
+        Some((b, sizes)) => (Some(int_in::<B, R, 4>(b)?), sizes),
+        None => (None, BlockSizes { query_block: 1, key_block: 1 }),
+    };
+    let keys = kernels::BlockKeys {
+        sink: at.sink,
+        window: at.window,
+        blocks,
+        block_size_k: sizes.key_block,
+        query_block: sizes.query_block,
+    };
+    let out = kernels::block_attention(
+        float_in::<B, R, 4>(q)?,
+        float_in::<B, R, 4>(k)?,
+        float_in::<B, R, 4>(v)?,
+        keys,
+        at.first_position,
+        scale as f32,
+    );
+    Some(AttnOutput { output: float_out::<B, R, 4>(out.output), lse: float_out::<B, R, 3>(out.lse) })
+}
+
+pub(super) fn order_on<B: Backend, R: CubeRuntime>(
+    keys: &Tensor<B, 3, Int>,
+    buckets: usize,
+) -> Option<Tensor<B, 3, Int>> {
+    Some(int_out::<B, R, 3>(kernels::counting_sort_order(int_in::<B, R, 3>(keys)?, buckets)))
+}
+
+pub(super) fn child_scores_on<B: Backend, R: CubeRuntime>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    key_positions: &Tensor<B, 5, Int>,
+    block_size_q: usize,
+    stride_q: usize,
+) -> Option<Tensor<B, 4>> {
+    if q.dtype() != k.dtype() {
+        return None;
+    }
+    let floor = super::lowest_finite(q.dtype());
+    let scores = kernels::child_scores(
+        float_in::<B, R, 4>(q)?,
+        float_in::<B, R, 4>(k)?,
+        int_in::<B, R, 5>(key_positions)?,
+        block_size_q,
+        stride_q,
+        floor,
+    );
+    Some(float_out::<B, R, 4>(scores))
 }

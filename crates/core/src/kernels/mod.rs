@@ -25,7 +25,7 @@ macro_rules! on_runtime {
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, DType, Int, Tensor};
 
 use crate::attend::AttnOutput;
 
@@ -113,4 +113,92 @@ pub fn sparse_attention<B: Backend>(
     }
     #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
     None
+}
+
+/// Causal attention of tiles of queries over the sink, each query's window and, optionally,
+/// the key blocks chosen per query block (prefill; see
+/// [`burn_sparse_attn_kernels::block_attention`] on the CubeCL side).
+///
+/// - `q`: `[batch, query_heads, query_len, head_dim]` at positions `at.first_position..`
+/// - `k`, `v`: `[batch, kv_heads, kv_len, head_dim | value_dim]`
+/// - `blocks`: first key of each chosen key block, `[batch, query_heads, query_blocks, n]`
+///   with `-1` for none; query block `i` holds queries `i * query_block ..`; blocks of a
+///   query block must not overlap each other nor the sink. `at.window >= kv_len` and no
+///   blocks is dense causal attention.
+pub fn block_sparse_attention<B: Backend>(
+    _q: &Tensor<B, 4>,
+    _k: &Tensor<B, 4>,
+    _v: &Tensor<B, 4>,
+    _blocks: Option<(&Tensor<B, 4, Int>, BlockSizes)>,
+    _at: KernelWindow,
+    _scale: f64,
+) -> Option<AttnOutput<B>> {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    {
+        on_runtime!(B, blocks_on(_q, _k, _v, _blocks, _at, _scale))
+    }
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    None
+}
+
+/// The unit sizes of a block mask.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockSizes {
+    /// Queries that share one row of the mask.
+    pub query_block: usize,
+    /// Keys per chosen block.
+    pub key_block: usize,
+}
+
+/// The stable ascending order of each row of `keys: [batch, heads, len]`, whose values lie in
+/// `0..buckets`, by a counting sort on the device (no host sort).
+pub fn counting_order<B: Backend>(_keys: &Tensor<B, 3, Int>, _buckets: usize) -> Option<Tensor<B, 3, Int>> {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    {
+        if _buckets == 0 || _buckets > burn_sparse_attn_kernels::counting_sort::MAX_COUNTERS {
+            return None;
+        }
+        on_runtime!(B, order_on(_keys, _buckets))
+    }
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    None
+}
+
+/// HiP's child scores of one mask round, fused: for each query block, the max of `q . k`
+/// over its representative queries (every `stride_q`-th of `block_size_q`) and each child's
+/// representative keys.
+///
+/// - `q`: `[batch, query_heads, query_len, head_dim]`, `k`: `[batch, kv_heads, kv_len,
+///   head_dim]`
+/// - `key_positions`: `[batch, query_heads, query_blocks, children, keys_per_child]`, `-1`
+///   where a key takes no part
+/// - returns `[batch, query_heads, query_blocks, children]`, [`lowest_finite`] for a child
+///   without real keys
+pub fn hip_child_scores<B: Backend>(
+    _q: &Tensor<B, 4>,
+    _k: &Tensor<B, 4>,
+    _key_positions: &Tensor<B, 5, Int>,
+    _block_size_q: usize,
+    _stride_q: usize,
+) -> Option<Tensor<B, 4>> {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    {
+        // The representative queries must fit the kernel's shared memory (16 KiB of f32).
+        let head_dim = _q.dims()[3];
+        if _stride_q == 0 || (_block_size_q / _stride_q) * head_dim > 4096 {
+            return None;
+        }
+        on_runtime!(B, child_scores_on(_q, _k, _key_positions, _block_size_q, _stride_q))
+    }
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    None
+}
+
+/// The lowest finite value of a float dtype (f32's for anything else).
+pub fn lowest_finite(dtype: DType) -> f32 {
+    match dtype {
+        DType::F16 => f32::from(burn::tensor::f16::MIN),
+        DType::BF16 => f32::from(burn::tensor::bf16::MIN),
+        _ => f32::MIN,
+    }
 }

@@ -7,10 +7,12 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::method::{append_new_tokens, AttentionMethod};
 use crate::attend::{
-    dense_attention, gather_attention_unchecked, query_chunks, AttnOptions, AttnOutput, QueryPositions,
+    dense_attention, gather_attention_unchecked, query_chunks, query_chunks_within, AttnOptions, AttnOutput,
+    QueryPositions, MAX_GPU_CHUNK_ELEMENTS,
 };
 use crate::cache::{CachedMask, KvCache};
 use crate::error::AttnResult;
+use crate::kernels::{self, BlockSizes, KernelWindow};
 use crate::select::{
     hip_mask, sink_selection, window_selection, HipMask, HipMaskParams, KeySelection, Representative,
 };
@@ -130,6 +132,27 @@ impl HipAttention {
         KeySelection::union(sets, positions.kv_len)
     }
 
+    /// Attention over sink, window and the mask's blocks in the block-sparse kernel, on a
+    /// CubeCL backend: no per-query key lists are built.
+    fn block_kernel<B: Backend>(
+        &self,
+        q: &Tensor<B, 4>,
+        k: &Tensor<B, 4>,
+        v: &Tensor<B, 4>,
+        mask: &HipMask<B>,
+        positions: &QueryPositions,
+        scale: f64,
+    ) -> Option<AttnOutput<B>> {
+        if !kernels::kernels_active::<B>() || !positions.causal {
+            return None;
+        }
+        let p = &self.params;
+        let blocks = mask.block_starts.clone().mask_fill(mask.valid.clone().bool_not(), -1);
+        let sizes = BlockSizes { query_block: p.block_size_q, key_block: p.block_size_k };
+        let at = KernelWindow { first_position: positions.offset, sink: p.sink, window: p.window };
+        kernels::block_sparse_attention(q, k, v, Some((&blocks, sizes)), at, scale)
+    }
+
     /// The selection from the cached mask, if it is recent enough for these queries.
     fn reuse<B: Backend>(
         &self,
@@ -179,17 +202,29 @@ impl<B: Backend> AttentionMethod<B> for HipAttention {
             * shape.query_heads
             * (scored * (p.block_size_q / p.block_stride_q + shape.head_dim)
                 + p.block_size_q * self.budget());
+        // On a GPU the block kernel builds no per-query key lists: larger chunks, fewer launches.
+        let chunks = if kernels::kernels_active::<B>() {
+            query_chunks_within(blocks, per_block, MAX_GPU_CHUNK_ELEMENTS)
+        } else {
+            query_chunks(blocks, per_block)
+        };
         let mut parts = Vec::new();
         let mut last_mask = None;
-        for (first_block, count) in query_chunks(blocks, per_block) {
+        for (first_block, count) in chunks {
             let start = first_block * p.block_size_q;
             let len = (count * p.block_size_q).min(shape.query_len - start);
             let chunk_positions = positions.shifted(start);
             let q = q.clone().narrow(2, start, len);
             let mask = hip_mask(q.clone(), k.clone(), &chunk_positions, p)?;
-            let selection = self.selection(&mask, &chunk_positions, len)?;
-            let chunk_shape = AttnShape { query_len: len, ..shape };
-            parts.push(gather_attention_unchecked(q, k.clone(), v.clone(), &selection, &chunk_shape, scale));
+            let part = match self.block_kernel(&q, &k, &v, &mask, &chunk_positions, scale) {
+                Some(part) => part,
+                None => {
+                    let selection = self.selection(&mask, &chunk_positions, len)?;
+                    let chunk_shape = AttnShape { query_len: len, ..shape };
+                    gather_attention_unchecked(q, k.clone(), v.clone(), &selection, &chunk_shape, scale)
+                }
+            };
+            parts.push(part);
             last_mask = Some(mask);
         }
         cache.set_mask(last_mask.map(|mask| last_block_mask(&mask, shape.kv_len)));

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attend::QueryPositions;
 use crate::error::{AttnError, AttnResult};
+use crate::kernels::{self, KernelWindow};
 
 /// Which key block of an interval stands for it when the interval is scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +155,7 @@ pub fn hip_mask<B: Backend>(
 
     // Strided representative queries `[b, hq, nq, nqr, d]`; padding rows are masked.
     let nqr = bq / params.block_stride_q;
+    let q_unpadded = q.clone();
     let q = if nq * bq > tq {
         Tensor::cat(vec![q, Tensor::zeros([b, hq, nq * bq - tq, d], &device)], 2)
     } else {
@@ -173,16 +175,19 @@ pub fn hip_mask<B: Backend>(
     let head_base = int_tensor::<B, 5>(head_base, [b, hq, 1, 1, 1], &device);
     let range_end_t =
         int_tensor::<B, 5>(range_ends.iter().map(|&e| e as i64).collect(), [1, 1, nq, 1, 1], &device);
-    let k_rows = k.reshape([b * shape.kv_heads * shape.kv_len, d]);
+    let k_rows = k.clone().reshape([b * shape.kv_heads * shape.kv_len, d]);
     let children = 2 * kb;
     let dims5 = [b, hq, nq, children, nkr];
     let mut scored = Vec::new();
+    let mut intervals_in_key_order = true;
 
     while longest > 1 {
         let len = ends.clone() - starts.clone();
         let mid = starts.clone() + (len + 1).div_scalar(2);
-        let child_starts = Tensor::cat(vec![starts, mid.clone()], 3);
-        let child_ends = Tensor::cat(vec![mid, ends], 3);
+        // Children interleaved (left and right half of interval 0, then of 1, ...), so that
+        // picking children in index order keeps the intervals in key order.
+        let child_starts = Tensor::stack::<5>(vec![starts, mid.clone()], 4).reshape([b, hq, nq, children]);
+        let child_ends = Tensor::stack::<5>(vec![mid, ends], 4).reshape([b, hq, nq, children]);
         let child_len = child_ends.clone() - child_starts.clone();
         let rep = match params.representative {
             Representative::Center => {
@@ -200,21 +205,19 @@ pub fn hip_mask<B: Backend>(
             .expand(dims5)
             .bool_and(key_pos.clone().lower(range_end_t.clone().expand(dims5)));
         scored.push(key_real.clone().int().sum());
-        let rows = key_pos.clamp(0, shape.kv_len as i64 - 1) + head_base.clone().expand(dims5);
-        let keys = k_rows.clone().select(0, rows.reshape([b * hq * nq * children * nkr])).reshape([
-            b,
-            hq,
-            nq,
-            children * nkr,
-            d,
-        ]);
-        let logits = q_rep.clone().matmul(keys.swap_dims(3, 4));
-        let logits = logits
-            .mask_fill(q_real.clone().bool_not().expand([b, hq, nq, nqr, children * nkr]), f32::NEG_INFINITY);
-        let scores = logits.max_dim(3).reshape(dims5).mask_fill(key_real.bool_not(), f32::NEG_INFINITY);
-        let scores = scores.max_dim(4).reshape([b, hq, nq, children]);
-        let scores = scores.clone().mask_fill(scores.is_nan(), f32::NEG_INFINITY);
-        let (_, best) = scores.topk_with_indices(kb, 3);
+        let fused = kernels::hip_child_scores(
+            &q_unpadded,
+            &k,
+            &key_pos.clone().mask_fill(key_real.clone().bool_not(), -1),
+            bq,
+            params.block_stride_q,
+        );
+        let scores = match fused {
+            Some(scores) => scores,
+            None => child_scores(&q_rep, &k_rows, &q_real, key_pos, key_real, &head_base, shape.kv_len),
+        };
+        let (best, in_key_order) = best_children(scores, kb);
+        intervals_in_key_order &= in_key_order;
         starts = child_starts.gather(3, best.clone());
         ends = child_ends.gather(3, best);
         longest = longest.div_ceil(2);
@@ -223,10 +226,83 @@ pub fn hip_mask<B: Backend>(
     let unused = shape.kv_len as i64;
     let not_block = (ends - starts.clone()).not_equal_elem(1);
     let block_starts =
-        starts.mul_scalar(bk as i64).add_scalar(lo as i64).mask_fill(not_block, unused).sort(3);
+        starts.mul_scalar(bk as i64).add_scalar(lo as i64).mask_fill(not_block.clone(), unused);
+    let block_starts = ascending(block_starts, not_block, intervals_in_key_order);
     let valid = block_starts.clone().lower_elem(unused);
     let block_starts = block_starts.clamp_max(unused - 1);
     Ok(HipMask { block_starts, valid, range_ends, block_size_k: bk, scored })
+}
+
+/// Child scores `[b, hq, nq, children]` with tensor ops: the representative keys gathered
+/// (`key_pos: [b, hq, nq, children, nkr]`, real where `key_real`), one matmul with the
+/// representative queries `q_rep: [b, hq, nq, nqr, d]` (real where `q_real`), maxima;
+/// `-inf` for a child without real keys (and for NaN).
+fn child_scores<B: Backend>(
+    q_rep: &Tensor<B, 5>,
+    k_rows: &Tensor<B, 2>,
+    q_real: &Tensor<B, 5, Bool>,
+    key_pos: Tensor<B, 5, Int>,
+    key_real: Tensor<B, 5, Bool>,
+    head_base: &Tensor<B, 5, Int>,
+    kv_len: usize,
+) -> Tensor<B, 4> {
+    let dims5 = key_pos.dims();
+    let [b, hq, nq, children, nkr] = dims5;
+    let [_, _, _, nqr, d] = q_rep.dims();
+    let rows = key_pos.clamp(0, kv_len as i64 - 1) + head_base.clone().expand(dims5);
+    let keys = k_rows.clone().select(0, rows.reshape([b * hq * nq * children * nkr])).reshape([
+        b,
+        hq,
+        nq,
+        children * nkr,
+        d,
+    ]);
+    let logits = q_rep.clone().matmul(keys.swap_dims(3, 4));
+    let logits = logits
+        .mask_fill(q_real.clone().bool_not().expand([b, hq, nq, nqr, children * nkr]), f32::NEG_INFINITY);
+    let scores = logits.max_dim(3).reshape(dims5).mask_fill(key_real.bool_not(), f32::NEG_INFINITY);
+    let scores = scores.max_dim(4).reshape([b, hq, nq, children]);
+    scores.clone().mask_fill(scores.is_nan(), f32::NEG_INFINITY)
+}
+
+/// Indices of the `kb` best children of every query block, `[b, hq, nq, kb]`, and whether
+/// they are in index order: the top-k kernel on a CubeCL backend (no host sort; index
+/// order), burn's `topk` otherwise (score order). Children scored `-inf` (empty) get the
+/// lowest finite score, so that the kernel takes them too when fewer than `kb` children are
+/// real, as `topk` does.
+fn best_children<B: Backend>(scores: Tensor<B, 4>, kb: usize) -> (Tensor<B, 4, Int>, bool) {
+    let [b, hq, nq, children] = scores.dims();
+    // One row per query block, at the last position: every child is visible.
+    let every_child = KernelWindow { first_position: children - 1, sink: 0, window: 0 };
+    if kernels::kernels_active::<B>() {
+        let floored = scores.clone().clamp_min(kernels::lowest_finite(scores.dtype())).reshape([
+            b,
+            hq * nq,
+            1,
+            children,
+        ]);
+        if let Some(best) = kernels::top_k_by_scores(&floored, every_child, kb) {
+            return (best.reshape([b, hq, nq, kb]), true);
+        }
+    }
+    (scores.topk_with_indices(kb, 3).1, false)
+}
+
+/// Each row of `block_starts` ascending, given `not_block` (entries that hold the largest
+/// value). When the chosen blocks are already in key order, a stable partition by
+/// `not_block` (a two-key counting sort on a CubeCL backend) does it without a host sort.
+fn ascending<B: Backend>(
+    block_starts: Tensor<B, 4, Int>,
+    not_block: Tensor<B, 4, Bool>,
+    in_key_order: bool,
+) -> Tensor<B, 4, Int> {
+    let [b, hq, nq, kb] = block_starts.dims();
+    if in_key_order {
+        if let Some(order) = kernels::counting_order(&not_block.int().reshape([b * hq, nq, kb]), 2) {
+            return block_starts.gather(3, order.reshape([b, hq, nq, kb]));
+        }
+    }
+    block_starts.sort(3)
 }
 
 fn int_tensor<B: Backend, const D: usize>(

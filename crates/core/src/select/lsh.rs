@@ -50,4 +50,10 @@ pub fn stable_order<B: Backend>(keys: Tensor<B, 3, Int>) -> Tensor<B, 3, Int> {
     keys.mul_scalar(n as i64).add(index).argsort(2)
 }
 
+/// [`stable_order`] of keys known to lie in `0..buckets`: a counting sort kernel on a
+/// CubeCL backend, the reference sort otherwise.
+pub fn stable_order_below<B: Backend>(keys: Tensor<B, 3, Int>, buckets: usize) -> Tensor<B, 3, Int> {
+    crate::kernels::counting_order(&keys, buckets).unwrap_or_else(|| stable_order(keys))
+}
+
 use burn::tensor::ElementConversion;

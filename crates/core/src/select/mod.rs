@@ -11,7 +11,7 @@ mod top_k;
 pub use budget::SparseBudget;
 pub use hip_mask::{hip_mask, oracle_block_recall, HipMask, HipMaskParams, Representative};
 pub use key_selection::KeySelection;
-pub use lsh::{gray_position, gray_positions, lsh_buckets, stable_order};
+pub use lsh::{gray_position, gray_positions, lsh_buckets, stable_order, stable_order_below};
 pub use scores::exact_scores;
 pub use sink_window::{sink_selection, window_selection};
 pub use top_k::top_k_selection;

@@ -1,13 +1,15 @@
 //! Save, load and resume of hash-mapping training reproduce the same mappings and metric
 //! (own test binary: the backend's seed is global, so no other training may run beside it).
 
-use crate::common::{scratch, tiny_config};
+mod common;
+
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::Backend;
 use burn_sparse_attn_train::evaluate::recall_by_sparsity;
 use burn_sparse_attn_train::{
     planted_clusters, train_hash_mappings, HashMappings, HashMappingsConfig, HashTrainingConfig,
 };
+use common::{scratch, tiny_config};
 
 type B = NdArray<f32>;
 type A = Autodiff<B>;

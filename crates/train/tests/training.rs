@@ -1,7 +1,8 @@
 //! Hash-mapping training on a tiny planted-cluster problem, on ndarray: labels and recall
 //! against direct computations, and recall rising far above random mappings.
 
-use crate::common::{scratch, tiny_config};
+mod common;
+
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use burn_sparse_attn_core::synthetic::SplitMix64;
@@ -9,6 +10,7 @@ use burn_sparse_attn_train::evaluate::recall_by_sparsity;
 use burn_sparse_attn_train::labels::{top_k_labels, true_logits, LabelConfig};
 use burn_sparse_attn_train::objective::recall_at_budget;
 use burn_sparse_attn_train::{planted_clusters, train_hash_mappings, HashMappingsConfig};
+use common::{scratch, tiny_config};
 
 type B = NdArray<f32>;
 type A = Autodiff<B>;

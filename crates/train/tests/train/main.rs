@@ -1,5 +1,0 @@
-//! Integration tests of hash-mapping training, linked into one binary.
-
-mod common;
-mod resume;
-mod training;

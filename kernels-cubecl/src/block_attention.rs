@@ -1,0 +1,374 @@
+//! Causal attention of tiles of queries over one shared key list each, with a log-sum-exp
+//! output: dense prefill (the list is every earlier key) and block-sparse prefill (HiP: the
+//! sink, the window and the key blocks its mask chose for the query block).
+//!
+//! One cube per tile of up to [`MAX_QUERIES`] consecutive queries of one head. The tile's
+//! key list (its sink, the union of its queries' windows, then the chosen key blocks) is
+//! walked in tiles of [`KEY_TILE`] keys: a unit per key computes the logits of every query
+//! of the tile (each K row is read once per tile of queries), each query's own rule
+//! (causal; window keys only inside its window; block keys only outside it, so no key
+//! counts twice) masks them, running max and sum are kept per query, and a unit per value
+//! dimension accumulates the weighted values in registers. Accumulation is in f32.
+
+use burn::tensor::{DType, Shape, TensorMetadata};
+use burn_cubecl::{
+    kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, CubeRuntime,
+};
+use cubecl::prelude::*;
+
+use crate::grid::cube_count;
+use crate::sparse_attention::SparseAttentionOutput;
+
+/// Keys per tile, and units per cube.
+pub const KEY_TILE: usize = 128;
+/// Queries per cube, at most (fewer when the query block of the mask is not a multiple).
+pub const MAX_QUERIES: usize = 16;
+
+/// The keys of each tile of queries: sink, window, and optionally chosen key blocks.
+#[derive(Debug, Clone)]
+pub struct BlockKeys<R: CubeRuntime> {
+    /// Keys at the start of the context every query sees.
+    pub sink: usize,
+    /// Most recent keys each query sees (its own included), never overlapping the sink;
+    /// `usize::MAX` (or anything at least the context) makes the attention dense causal.
+    pub window: usize,
+    /// i32 first key of each chosen key block, `[batch, query_heads, query_blocks, n]`,
+    /// `-1` for none; query block `i` holds queries `i * query_block ..`. Blocks of one
+    /// query block must not overlap, nor start before `sink`.
+    pub blocks: Option<CubeTensor<R>>,
+    /// Keys per chosen block.
+    pub block_size_k: usize,
+    /// Queries per query block of `blocks`.
+    pub query_block: usize,
+}
+
+/// Sizes the kernel reads.
+#[derive(CubeType, CubeLaunch, Clone, Copy)]
+pub struct BlockGeometry {
+    query_heads: usize,
+    kv_heads: usize,
+    query_len: usize,
+    kv_len: usize,
+    /// Position of query 0 in the context.
+    first_position: usize,
+    sink: usize,
+    window: usize,
+    /// Tiles of queries per (batch, head).
+    tiles_per_head: usize,
+    query_block: usize,
+    query_blocks: usize,
+    blocks_per_query_block: usize,
+    block_size_k: usize,
+}
+
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn block_attention_kernel<F: Float, N: Size>(
+    q: &Tensor<F>,
+    k: &Tensor<Vector<F, N>>,
+    v: &Tensor<F>,
+    blocks: &Tensor<i32>,
+    output: &mut Tensor<F>,
+    lse: &mut Tensor<F>,
+    geo: BlockGeometry,
+    tile_count: usize,
+    scale: f32,
+    #[comptime] queries: usize,
+    #[comptime] head_dim: usize,
+    #[comptime] value_dim: usize,
+    #[comptime] dims_per_unit: usize,
+    #[define(F)] _dtype: StorageType,
+) {
+    let tile = CUBE_POS;
+    if tile >= tile_count {
+        terminate!();
+    }
+    let unit = UNIT_POS as usize;
+    let query_tile = tile % geo.tiles_per_head;
+    let head = (tile / geo.tiles_per_head) % geo.query_heads;
+    let b = tile / (geo.tiles_per_head * geo.query_heads);
+    let t0 = query_tile * queries;
+    let real_queries = min(queries, geo.query_len - t0);
+    let first_pos = geo.first_position + t0;
+    let last_pos = first_pos + real_queries - 1;
+
+    // The tile's key list: sink, then the union of its queries' windows, then the blocks.
+    let sink_n = min(geo.sink, min(last_pos + 1, geo.kv_len));
+    let mut window_start = 0usize;
+    if first_pos + 1 > geo.window {
+        window_start = first_pos + 1 - geo.window;
+    }
+    window_start = max(window_start, geo.sink);
+    let mut window_n = 0usize;
+    if last_pos + 1 > window_start {
+        window_n = last_pos + 1 - window_start;
+    }
+    let block_row =
+        ((b * geo.query_heads + head) * geo.query_blocks + t0 / geo.query_block) * geo.blocks_per_query_block;
+    let entries = sink_n + window_n + geo.blocks_per_query_block * geo.block_size_k;
+    let kv_head = head / (geo.query_heads / geo.kv_heads);
+    let kv_base = (b * geo.kv_heads + kv_head) * geo.kv_len;
+    let q_row = (b * geo.query_heads + head) * geo.query_len + t0;
+
+    let mut q_tile = SharedMemory::<f32>::new(queries * head_dim);
+    let mut keys = SharedMemory::<i32>::new(KEY_TILE);
+    let mut probs = SharedMemory::<f32>::new(queries * KEY_TILE);
+    let mut row_max = SharedMemory::<f32>::new(queries);
+    let mut row_sum = SharedMemory::<f32>::new(queries);
+    let mut row_rescale = SharedMemory::<f32>::new(queries);
+    let mut acc = Array::<f32>::new(queries * dims_per_unit);
+    let mut dots = Array::<f32>::new(queries);
+
+    for i in range_stepped(unit, queries * head_dim, KEY_TILE) {
+        let g = i / head_dim;
+        let mut x = 0.0f32;
+        if g < real_queries {
+            x = f32::cast_from(q[(q_row + g) * head_dim + i % head_dim]) * scale;
+        }
+        q_tile[i] = x;
+    }
+    if unit < queries {
+        row_max[unit] = f32::new(-1.0e30);
+        row_sum[unit] = 0.0f32;
+    }
+    #[unroll]
+    for i in 0..queries * dims_per_unit {
+        acc[i] = 0.0f32;
+    }
+    sync_cube();
+
+    let mut tile_start = 0usize;
+    while tile_start < entries {
+        // A unit per key: which key, and from which part of the list.
+        let e = tile_start + unit;
+        let mut key = i32::new(-1);
+        let mut part = u32::new(0);
+        if e < entries {
+            if e < sink_n {
+                key = i32::cast_from(e);
+            } else if e < sink_n + window_n {
+                key = i32::cast_from(window_start + e - sink_n);
+                part = u32::new(1);
+            } else {
+                let h = e - sink_n - window_n;
+                let start = blocks[block_row + h / geo.block_size_k];
+                if start >= 0 {
+                    let candidate = usize::cast_from(start) + h % geo.block_size_k;
+                    if candidate < geo.kv_len {
+                        key = i32::cast_from(candidate);
+                        part = u32::new(2);
+                    }
+                }
+            }
+        }
+        keys[unit] = key;
+
+        #[unroll]
+        for g in 0..queries {
+            dots[g] = 0.0f32;
+        }
+        if key >= 0 {
+            let width = k.vector_size();
+            let k_base = (kv_base + usize::cast_from(key)) * (head_dim / width);
+            for c in 0..head_dim / width {
+                let chunk = k[k_base + c];
+                #[unroll]
+                for g in 0..queries {
+                    let mut dot = dots[g];
+                    #[unroll]
+                    for i in 0..width {
+                        dot += q_tile[g * head_dim + c * width + i] * f32::cast_from(chunk[i]);
+                    }
+                    dots[g] = dot;
+                }
+            }
+        }
+        let key_pos = usize::cast_from(max(key, i32::new(0)));
+        #[unroll]
+        for g in 0..queries {
+            let pos = first_pos + g;
+            let mut logit = f32::new(-1.0e30);
+            if key >= 0 && g < real_queries && key_pos <= pos {
+                // Window keys count inside the query's own window, block keys outside it.
+                let inside_window = key_pos + geo.window > pos;
+                if part == 0u32 || (part == 1u32 && inside_window) || (part == 2u32 && !inside_window) {
+                    logit = dots[g];
+                }
+            }
+            probs[g * KEY_TILE + unit] = logit;
+        }
+        sync_cube();
+
+        let count = min(KEY_TILE, entries - tile_start);
+        if unit < queries {
+            let mut best = row_max[unit];
+            for j in 0..count {
+                best = max(best, probs[unit * KEY_TILE + j]);
+            }
+            row_rescale[unit] = (row_max[unit] - best).exp();
+            row_max[unit] = best;
+        }
+        sync_cube();
+        #[unroll]
+        for g in 0..queries {
+            let logit = probs[g * KEY_TILE + unit];
+            let mut p = 0.0f32;
+            if logit > f32::new(-1.0e29) {
+                p = (logit - row_max[g]).exp();
+            }
+            probs[g * KEY_TILE + unit] = p;
+        }
+        sync_cube();
+        if unit < queries {
+            let mut sum = 0.0f32;
+            for j in 0..count {
+                sum += probs[unit * KEY_TILE + j];
+            }
+            row_sum[unit] = row_sum[unit] * row_rescale[unit] + sum;
+        }
+
+        // A unit per value dimension: weighted values of every query of the tile.
+        #[unroll]
+        for u in 0..dims_per_unit {
+            let d = unit + u * KEY_TILE;
+            if d < value_dim {
+                #[unroll]
+                for g in 0..queries {
+                    acc[u * queries + g] = acc[u * queries + g] * row_rescale[g];
+                }
+                for j in 0..count {
+                    let key_j = keys[j];
+                    if key_j >= 0 {
+                        let value = f32::cast_from(v[(kv_base + usize::cast_from(key_j)) * value_dim + d]);
+                        #[unroll]
+                        for g in 0..queries {
+                            acc[u * queries + g] += probs[g * KEY_TILE + j] * value;
+                        }
+                    }
+                }
+            }
+        }
+        sync_cube();
+        tile_start += KEY_TILE;
+    }
+
+    #[unroll]
+    for u in 0..dims_per_unit {
+        let d = unit + u * KEY_TILE;
+        if d < value_dim {
+            #[unroll]
+            for g in 0..queries {
+                if g < real_queries {
+                    let sum = row_sum[g];
+                    let mut out = 0.0f32;
+                    if sum > 0.0f32 {
+                        out = acc[u * queries + g] / sum;
+                    }
+                    output[(q_row + g) * value_dim + d] = F::cast_from(out);
+                }
+            }
+        }
+    }
+    if unit < real_queries {
+        lse[q_row + unit] = F::cast_from(row_max[unit] + row_sum[unit].ln());
+    }
+}
+
+/// Causal attention of `q` over the sink, window and chosen key blocks of [`BlockKeys`].
+///
+/// - `q`: `[batch, query_heads, query_len, head_dim]` at positions `first_position..`
+/// - `k`, `v`: `[batch, kv_heads, kv_len, head_dim | value_dim]`, same float dtype as `q`
+/// - `scale`: logit scale
+/// - returns output `[batch, query_heads, query_len, value_dim]` and lse
+///   `[batch, query_heads, query_len]` (`-inf` where a query has no key), dtype of `q`
+pub fn block_attention<R: CubeRuntime>(
+    q: CubeTensor<R>,
+    k: CubeTensor<R>,
+    v: CubeTensor<R>,
+    keys: BlockKeys<R>,
+    first_position: usize,
+    scale: f32,
+) -> SparseAttentionOutput<R> {
+    let [batch, query_heads, query_len, head_dim] = q.shape().dims::<4>();
+    let [_, kv_heads, kv_len, value_dim] = v.shape().dims::<4>();
+    assert!(query_heads % kv_heads == 0, "query heads must be a multiple of KV heads");
+    assert!(keys.query_block > 0 && keys.block_size_k > 0, "block sizes must be positive");
+    let client = q.client.clone();
+    let device = q.device.clone();
+    let dtype = q.dtype;
+    let output = empty_device_contiguous_dtype(
+        client.clone(),
+        device.clone(),
+        Shape::new([batch, query_heads, query_len, value_dim]),
+        dtype,
+    );
+    let lse = empty_device_contiguous_dtype(
+        client.clone(),
+        device.clone(),
+        Shape::new([batch, query_heads, query_len]),
+        dtype,
+    );
+    let (blocks, query_blocks, per_block) = match keys.blocks {
+        Some(blocks) => {
+            let [bb, bh, nq, n] = blocks.shape().dims::<4>();
+            assert_eq!(
+                [bb, bh, nq],
+                [batch, query_heads, query_len.div_ceil(keys.query_block)],
+                "blocks must be [batch, query_heads, query_blocks, n]"
+            );
+            (into_contiguous(blocks), nq, n)
+        }
+        None => {
+            (empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::new([1]), DType::I32), 1, 0)
+        }
+    };
+    // A tile of queries must not straddle two query blocks.
+    let queries = if per_block == 0 {
+        MAX_QUERIES
+    } else {
+        [MAX_QUERIES, 8, 4, 2, 1].into_iter().find(|n| keys.query_block.is_multiple_of(*n)).unwrap_or(1)
+    };
+    let tiles_per_head = query_len.div_ceil(queries);
+    let tile_count = batch * query_heads * tiles_per_head;
+    if tile_count == 0 || value_dim == 0 {
+        return SparseAttentionOutput { output, lse };
+    }
+    let geometry = BlockGeometryLaunch::new(
+        query_heads,
+        kv_heads,
+        query_len,
+        kv_len,
+        first_position,
+        keys.sink,
+        keys.window.min(kv_len + 1),
+        tiles_per_head,
+        keys.query_block,
+        query_blocks,
+        per_block,
+        keys.block_size_k,
+    );
+    // Keys are read as vectors of up to 16 bytes (one unit reads a whole key row).
+    let element = dtype.size();
+    let width = [8usize, 4, 2, 1].into_iter().find(|w| head_dim % w == 0 && w * element <= 16).unwrap_or(1);
+    block_attention_kernel::launch::<R>(
+        &client,
+        cube_count(tile_count),
+        CubeDim::new_1d(KEY_TILE as u32),
+        width,
+        into_contiguous(q).into_tensor_arg(),
+        into_contiguous(k).into_tensor_arg(),
+        into_contiguous(v).into_tensor_arg(),
+        blocks.into_tensor_arg(),
+        output.clone().into_tensor_arg(),
+        lse.clone().into_tensor_arg(),
+        geometry,
+        tile_count,
+        scale,
+        queries,
+        head_dim,
+        value_dim,
+        value_dim.div_ceil(KEY_TILE),
+        dtype.into(),
+    );
+    SparseAttentionOutput { output, lse }
+}
