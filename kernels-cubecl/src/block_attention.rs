@@ -18,6 +18,7 @@ use cubecl::prelude::*;
 
 use crate::grid::cube_count;
 use crate::sparse_attention::SparseAttentionOutput;
+use crate::vectors::row_vector_width;
 
 /// Keys per tile, and units per cube.
 pub const KEY_TILE: usize = 128;
@@ -348,8 +349,7 @@ pub fn block_attention<R: CubeRuntime>(
         keys.block_size_k,
     );
     // Keys are read as vectors of up to 16 bytes (one unit reads a whole key row).
-    let element = dtype.size();
-    let width = [8usize, 4, 2, 1].into_iter().find(|w| head_dim % w == 0 && w * element <= 16).unwrap_or(1);
+    let width = row_vector_width(head_dim, dtype);
     block_attention_kernel::launch::<R>(
         &client,
         cube_count(tile_count),

@@ -13,6 +13,7 @@ use burn_cubecl::{
 use cubecl::prelude::*;
 
 use crate::grid::cube_count;
+use crate::vectors::row_vector_width;
 
 /// Units per cube.
 const UNITS: usize = 128;
@@ -147,8 +148,8 @@ pub fn child_scores<R: CubeRuntime>(
         return scores;
     }
     let client = q.client.clone();
-    let element = dtype.size();
-    let width = [8usize, 4, 2, 1].into_iter().find(|w| head_dim % w == 0 && w * element <= 16).unwrap_or(1);
+    // Keys are read as vectors of up to 16 bytes (one unit reads a whole key row).
+    let width = row_vector_width(head_dim, dtype);
     let geometry = ChildGeometryLaunch::new(
         query_heads,
         kv_heads,

@@ -21,6 +21,7 @@ pub mod grid;
 pub mod pack_signs;
 pub mod sparse_attention;
 pub mod top_k;
+pub mod vectors;
 
 pub use block_attention::{block_attention, BlockKeys};
 pub use child_scores::child_scores;

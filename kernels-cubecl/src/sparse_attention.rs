@@ -14,6 +14,7 @@ use burn_cubecl::{
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use crate::grid::cube_count;
+use crate::vectors::row_vector_width;
 
 /// Keys per tile, and units per cube.
 pub const TILE: usize = 128;
@@ -339,8 +340,7 @@ pub fn sparse_attention<R: CubeRuntime>(
         DType::F32,
     );
     // Keys are read as vectors of up to 16 bytes (one unit reads a whole key row).
-    let element = dtype.size();
-    let width = [8usize, 4, 2, 1].into_iter().find(|w| head_dim % w == 0 && w * element <= 16).unwrap_or(1);
+    let width = row_vector_width(head_dim, dtype);
     partial_kernel::launch::<R>(
         &client,
         cube_count(row_count * splits),

@@ -12,8 +12,8 @@ use burn_sparse_attn::kernels::{self, KernelWindow};
 use burn_sparse_attn::select::{budget_selection, exact_scores, top_k_selection};
 use burn_sparse_attn::synthetic::{normal_values, SplitMix64};
 use burn_sparse_attn::{
-    gather_attention, AttentionMethod, HashAttention, HashAttentionConfig, HashMappingConfig, KeySelection,
-    KvCache, OracleTopKConfig, QueryPositions, SparseBudget, StreamingAttentionConfig,
+    gather_attention, AttentionMethod, AttnOutput, HashAttention, HashAttentionConfig, HashMappingConfig,
+    KeySelection, KvCache, OracleTopKConfig, QueryPositions, SparseBudget, StreamingAttentionConfig,
 };
 
 pub(crate) type Ref = NdArray<f32>;
@@ -43,6 +43,18 @@ pub(crate) fn assert_close(name: &str, expected: &[f32], got: &[f32], tolerance:
         .map(|(e, g)| if e.is_infinite() && e == g { 0.0 } else { (e - g).abs() / (1.0 + e.abs()) })
         .fold(0.0f32, f32::max);
     assert!(worst <= tolerance, "{name}: worst relative difference {worst} > {tolerance}");
+}
+
+/// [`assert_close`] on the output and on the lse of two attention results.
+pub(crate) fn assert_attention_close<G: Backend>(
+    name: &str,
+    expected: AttnOutput<Ref>,
+    got: AttnOutput<G>,
+    tolerance: f32,
+) {
+    assert_close(&format!("{name}: output"), &floats(expected.output), &floats(got.output), tolerance);
+    let (expected_lse, got_lse) = (floats(expected.lse.unsqueeze()), floats(got.lse.unsqueeze()));
+    assert_close(&format!("{name}: lse"), &expected_lse, &got_lse, tolerance);
 }
 
 /// Per row, the selected keys sorted (padding dropped).
@@ -215,8 +227,7 @@ fn sparse_attention_matches_gather<G: Backend>(device: &G::Device, tolerance: f3
         .unwrap();
         let expected = gather_attention(q_ref, k_ref, v_ref, &sel_ref, 0.2).unwrap();
         let got = gather_attention(q, k, v, &sel, 0.2).unwrap();
-        assert_close("output", &floats(expected.output), &floats(got.output), tolerance);
-        assert_close("lse", &floats(expected.lse.unsqueeze()), &floats(got.lse.unsqueeze()), tolerance);
+        assert_attention_close("sparse attention", expected, got, tolerance);
     }
 }
 

@@ -15,7 +15,7 @@ use burn_sparse_attn::{
     HyperAttentionConfig, KeySelection,
 };
 
-use crate::kernels::{assert_close, floats, pair, Ref};
+use crate::kernels::{assert_attention_close, assert_close, floats, pair, Ref};
 
 /// Per query, the union of its sink, its window and the keys of its query block's chosen
 /// blocks up to its position: HiP's definition, written with sets.
@@ -129,13 +129,7 @@ fn block_attention_matches_key_lists<G: Backend>(device: &G::Device, tolerance: 
         let got = kernels::block_sparse_attention(&q, &k, &v, Some((&blocks, sizes)), at, 0.3)
             .expect("kernel path");
         let case = format!("heads {heads}/{kv_heads}, query block {query_block}");
-        assert_close(&format!("{case}: output"), &floats(expected.output), &floats(got.output), tolerance);
-        assert_close(
-            &format!("{case}: lse"),
-            &floats(expected.lse.unsqueeze()),
-            &floats(got.lse.unsqueeze()),
-            tolerance,
-        );
+        assert_attention_close(&case, expected, got, tolerance);
     }
 }
 
@@ -151,13 +145,7 @@ fn dense_attention_matches_reference<G: Backend>(device: &G::Device, tolerance: 
         let expected = dense_attention(q_ref, k_ref, v_ref, &options).unwrap();
         let got = dense_attention(q, k, v, &options).unwrap();
         let case = format!("{query_len} queries, {kv_len} keys");
-        assert_close(&format!("{case}: output"), &floats(expected.output), &floats(got.output), tolerance);
-        assert_close(
-            &format!("{case}: lse"),
-            &floats(expected.lse.unsqueeze()),
-            &floats(got.lse.unsqueeze()),
-            tolerance,
-        );
+        assert_attention_close(&case, expected, got, tolerance);
     }
 }
 

@@ -61,6 +61,22 @@ fn int_out<B: Backend, R: CubeRuntime, const D: usize>(t: CubeTensor<R>) -> Tens
     Tensor::from_primitive(cast(t))
 }
 
+/// Q, K and V as `CubeTensor`s, if their float dtypes are supported and equal.
+fn qkv_in<B: Backend, R: CubeRuntime>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+) -> Option<(CubeTensor<R>, CubeTensor<R>, CubeTensor<R>)> {
+    if q.dtype() != k.dtype() || q.dtype() != v.dtype() {
+        return None;
+    }
+    Some((float_in::<B, R, 4>(q)?, float_in::<B, R, 4>(k)?, float_in::<B, R, 4>(v)?))
+}
+
+fn attention_out<B: Backend, R: CubeRuntime>(out: kernels::SparseAttentionOutput<R>) -> AttnOutput<B> {
+    AttnOutput { output: float_out::<B, R, 4>(out.output), lse: float_out::<B, R, 3>(out.lse) }
+}
+
 pub(super) fn pack_on<B: Backend, R: CubeRuntime>(codes: &Tensor<B, 4>) -> Option<Tensor<B, 4, Int>> {
     Some(int_out::<B, R, 4>(kernels::pack_signs(float_in::<B, R, 4>(codes)?)))
 }
@@ -98,23 +114,13 @@ pub(super) fn attend_on<B: Backend, R: CubeRuntime>(
     at: KernelWindow,
     scale: f64,
 ) -> Option<AttnOutput<B>> {
-    if q.dtype() != k.dtype() || q.dtype() != v.dtype() {
-        return None;
-    }
     let heavy = match heavy {
         Some(h) => Some(int_in::<B, R, 4>(h)?),
         None => None,
     };
     let keys = kernels::KeyList { sink: at.sink, window: at.window, heavy, group };
-    let out = kernels::sparse_attention(
-        float_in::<B, R, 4>(q)?,
-        float_in::<B, R, 4>(k)?,
-        float_in::<B, R, 4>(v)?,
-        keys,
-        at.first_position,
-        scale as f32,
-    );
-    Some(AttnOutput { output: float_out::<B, R, 4>(out.output), lse: float_out::<B, R, 3>(out.lse) })
+    let (q, k, v) = qkv_in::<B, R>(q, k, v)?;
+    Some(attention_out(kernels::sparse_attention(q, k, v, keys, at.first_position, scale as f32)))
 }
 
 pub(super) fn blocks_on<B: Backend, R: CubeRuntime>(
@@ -125,9 +131,6 @@ pub(super) fn blocks_on<B: Backend, R: CubeRuntime>(
     at: KernelWindow,
     scale: f64,
 ) -> Option<AttnOutput<B>> {
-    if q.dtype() != k.dtype() || q.dtype() != v.dtype() {
-        return None;
-    }
     let (blocks, sizes) = match blocks {
         Some((b, sizes)) => (Some(int_in::<B, R, 4>(b)?), sizes),
         None => (None, BlockSizes { query_block: 1, key_block: 1 }),
@@ -139,15 +142,8 @@ pub(super) fn blocks_on<B: Backend, R: CubeRuntime>(
         block_size_k: sizes.key_block,
         query_block: sizes.query_block,
     };
-    let out = kernels::block_attention(
-        float_in::<B, R, 4>(q)?,
-        float_in::<B, R, 4>(k)?,
-        float_in::<B, R, 4>(v)?,
-        keys,
-        at.first_position,
-        scale as f32,
-    );
-    Some(AttnOutput { output: float_out::<B, R, 4>(out.output), lse: float_out::<B, R, 3>(out.lse) })
+    let (q, k, v) = qkv_in::<B, R>(q, k, v)?;
+    Some(attention_out(kernels::block_attention(q, k, v, keys, at.first_position, scale as f32)))
 }
 
 pub(super) fn order_on<B: Backend, R: CubeRuntime>(

@@ -205,13 +205,12 @@ pub fn hip_mask<B: Backend>(
             .expand(dims5)
             .bool_and(key_pos.clone().lower(range_end_t.clone().expand(dims5)));
         scored.push(key_real.clone().int().sum());
-        let fused = kernels::hip_child_scores(
-            &q_unpadded,
-            &k,
-            &key_pos.clone().mask_fill(key_real.clone().bool_not(), -1),
-            bq,
-            params.block_stride_q,
-        );
+        let fused = kernels::kernels_active::<B>()
+            .then(|| {
+                let real_keys = key_pos.clone().mask_fill(key_real.clone().bool_not(), -1);
+                kernels::hip_child_scores(&q_unpadded, &k, &real_keys, bq, params.block_stride_q)
+            })
+            .flatten();
         let scores = match fused {
             Some(scores) => scores,
             None => child_scores(&q_rep, &k_rows, &q_real, key_pos, key_real, &head_base, shape.kv_len),
