@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use burn::backend::NdArray;
 use burn::tensor::Tensor;
-use burn_sparse_attn::select::{hip_mask, oracle_block_recall};
+use burn_sparse_attn::quality::oracle_block_recall;
+use burn_sparse_attn::select::hip_mask;
 use burn_sparse_attn::synthetic::{drifting, gaussian};
 use burn_sparse_attn::{
     dense_attention, AttentionMethod, AttnOptions, AttnResult, AttnShape, HipAttentionConfig,

@@ -111,7 +111,16 @@ fn child_scores_kernel<F: Float, N: Size>(
     }
 }
 
-/// HiP child scores.
+/// f32 values of representative queries that fit the kernel's shared memory (16 KiB).
+const MAX_SHARED_QUERY_VALUES: usize = 4096;
+
+/// Whether [`child_scores`] runs these sizes: its representative queries
+/// (`block_size_q / stride_q` of `head_dim` values) must fit its shared memory.
+pub fn supports(block_size_q: usize, stride_q: usize, head_dim: usize) -> bool {
+    stride_q > 0 && block_size_q.is_multiple_of(stride_q) && (block_size_q / stride_q) * head_dim <= MAX_SHARED_QUERY_VALUES
+}
+
+/// HiP child scores ([`supports`] says which sizes it runs).
 ///
 /// - `q`: `[batch, query_heads, query_len, head_dim]`; query block `i` holds queries
 ///   `i * block_size_q ..`, of which every `stride_q`-th represents it

@@ -83,10 +83,16 @@ fn counting_sort_kernel(
     }
 }
 
+/// Whether [`counting_sort_order`] sorts keys in `0..buckets`: its counters live in shared
+/// memory, [`MAX_COUNTERS`] at most.
+pub fn supports(buckets: usize) -> bool {
+    (1..=MAX_COUNTERS).contains(&buckets)
+}
+
 /// The stable ascending order of each row of `keys: [batch, heads, len]` (i32 in
 /// `0..buckets`; values outside are clamped into it), i32 `[batch, heads, len]`.
 ///
-/// `buckets` must be at most [`MAX_COUNTERS`].
+/// `buckets` must be at most [`MAX_COUNTERS`] ([`supports`]).
 pub fn counting_sort_order<R: CubeRuntime>(keys: CubeTensor<R>, buckets: usize) -> CubeTensor<R> {
     assert!((1..=MAX_COUNTERS).contains(&buckets), "buckets must be in 1..={MAX_COUNTERS}, got {buckets}");
     let keys = into_contiguous(keys);

@@ -4,6 +4,7 @@
 use crate::common::*;
 use burn::tensor::Tensor;
 use burn_sparse_attn::attend::gather_attention;
+use burn_sparse_attn::methods::CachedMask;
 use burn_sparse_attn::select::{hip_mask, HipMask, HipMaskParams, Representative};
 use burn_sparse_attn::{
     dense_attention, AttentionMethod, AttnError, AttnOptions, AttnShape, HipAttention, HipAttentionConfig,
@@ -199,7 +200,7 @@ fn recall_of_oracle_top_blocks_is_high_on_inputs_with_locality() {
     let mask = hip_mask(q.clone(), k.clone(), &causal(&q, &k), &p).unwrap();
     let recall = oracle_block_recall(&q, &k, &mask, &p);
     // The library's tensor version of the same measure agrees with this loop version.
-    let library = burn_sparse_attn::select::oracle_block_recall(q.clone(), k.clone(), &mask, &p).unwrap();
+    let library = burn_sparse_attn::quality::oracle_block_recall(q.clone(), k.clone(), &mask, &p).unwrap();
     assert!((library - recall as f64).abs() < 1e-6, "library {library} loops {recall}");
     // A random choice of 16 of up to 238 blocks would recall about 16 / 238 on the long rows.
     eprintln!("HiP recall of oracle top-16 key blocks on drifting keys: {recall:.3}");
@@ -269,12 +270,12 @@ fn decode_reuses_the_mask_for_refresh_interval_steps() {
     method
         .prefill(q.clone().narrow(2, 0, p), k.clone().narrow(2, 0, p), v.clone().narrow(2, 0, p), &mut cache)
         .unwrap();
-    let mut made_at = vec![cache.mask().unwrap().made_at];
+    let mut made_at = vec![cache.state::<CachedMask<B>>().unwrap().made_at];
     let mut decoded = Vec::new();
     for i in p..p + 9 {
         let step = |x: &Tensor<B, 4>| x.clone().narrow(2, i, 1);
         decoded.push(method.decode(step(&q), step(&k), step(&v), &mut cache).unwrap().output);
-        made_at.push(cache.mask().unwrap().made_at);
+        made_at.push(cache.state::<CachedMask<B>>().unwrap().made_at);
     }
     assert_eq!(made_at, vec![150, 150, 150, 150, 154, 154, 154, 154, 158, 158]);
 

@@ -5,7 +5,7 @@ use crate::common::*;
 use burn::module::Module;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::{Int, Tensor, TensorData};
-use burn_sparse_attn::attend::hyper_attention_non_causal;
+use burn_sparse_attn::methods::hyper_attention_non_causal;
 use burn_sparse_attn::select::{gray_position, gray_positions, lsh_buckets, stable_order};
 use burn_sparse_attn::{
     dense_attention, gather_attention, AttentionMethod, AttnError, AttnOptions, HyperAttention,

@@ -14,4 +14,5 @@ mod merge;
 mod methods;
 mod non_finite;
 mod prefill_kernels;
+mod quest;
 mod selection;

@@ -5,7 +5,7 @@ use crate::common::*;
 use burn::tensor::Tensor;
 use burn_sparse_attn::{
     Attention, AttentionConfig, AttentionMethod, AttnError, AttnOutput, DenseAttentionConfig,
-    HashAttentionConfig, HashMappingConfig, HipAttentionConfig, KvCache, OracleTopKConfig,
+    HashAttentionConfig, HashMappingConfig, HipAttentionConfig, KvCache, OracleTopKConfig, QuestConfig,
     StreamingAttentionConfig,
 };
 
@@ -26,6 +26,8 @@ fn covering_methods(dims: &Dims, len: usize) -> Vec<AttentionConfig> {
         ),
         hash_config(dims, false, 1.0),
         hash_config(dims, true, 1.0),
+        AttentionConfig::Quest(QuestConfig::new().with_page_size(3).with_sink(1).with_window(2).with_heavy(1.0)),
+        AttentionConfig::Quest(QuestConfig::new().with_sink(0).with_window(0).with_heavy(len as f64)),
         // HiP attends densely while the context fits its budget.
         AttentionConfig::Hip(HipAttentionConfig::new().with_mask_k(2 * len).with_block_size_q(4)),
     ]
@@ -97,6 +99,7 @@ fn small_budgets_differ_from_dense() {
         AttentionConfig::Streaming(StreamingAttentionConfig::new().with_sink(1).with_window(2)),
         AttentionConfig::OracleTopK(OracleTopKConfig::new().with_sink(1).with_window(1).with_heavy(2.0)),
         hash_config(&dims, false, 2.0),
+        AttentionConfig::Quest(QuestConfig::new().with_page_size(2).with_sink(1).with_window(1).with_heavy(2.0)),
     ] {
         let method = config.init::<B>(&device()).unwrap();
         let out = method.forward(q.clone(), k.clone(), v.clone()).unwrap();

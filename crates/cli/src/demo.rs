@@ -1,6 +1,6 @@
 //! The demo: every method on a long passage of a book, against dense attention.
 
-use burn_sparse_attn_model::eval::{perplexity_sweep, KeyBudget, Method, PerplexitySweep};
+use burn_sparse_attn_model::eval::{perplexity_sweep, KeyBudget, MethodKind, PerplexitySweep};
 
 use crate::backend;
 use crate::setup::{hash_mappings_for, Error, Source};
@@ -56,7 +56,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     let sweep = PerplexitySweep {
         contexts: vec![args.tokens],
         sparsities: vec![args.sparsity],
-        methods: Method::ALL.to_vec(),
+        methods: MethodKind::ALL.to_vec(),
         dense_layers: args.dense_layers.clone(),
         hash_mappings: hash_mappings.clone(),
     };

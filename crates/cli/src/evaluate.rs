@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use burn_sparse_attn_model::eval::{
-    attention_fidelity, passkey_sweep, perplexity_sweep, FidelityRow, FidelitySweep, Method, PasskeyRow,
+    attention_fidelity, passkey_sweep, perplexity_sweep, FidelityRow, FidelitySweep, MethodKind, PasskeyRow,
     PasskeySweep, PerplexityRow, PerplexitySweep,
 };
 use serde::Serialize;
@@ -21,9 +21,9 @@ pub struct EvalArgs {
     /// Which evaluations to run.
     #[arg(long, value_delimiter = ',', default_value = "perplexity,passkey,fidelity")]
     tasks: Vec<Task>,
-    /// Sparse methods to compare with dense.
-    #[arg(long, value_delimiter = ',', default_value = "streaming,oracle-top-k,hip,hyper,hash")]
-    methods: Vec<Method>,
+    /// Sparse methods to compare with dense (`bsa methods` lists them; default: all).
+    #[arg(long, value_delimiter = ',', default_values_t = MethodKind::sparse())]
+    methods: Vec<MethodKind>,
     /// Sparsity factors (8 attends to an eighth of the keys).
     #[arg(long, value_delimiter = ',', default_value = "4,8,16")]
     sparsities: Vec<f64>,
@@ -252,8 +252,8 @@ fn print_fidelity(rows: &[FidelityRow]) {
 }
 
 /// The distinct `(method, sparsity)` pairs of `items`, in first-seen order.
-fn settings(items: impl Iterator<Item = (Method, f64)>) -> Vec<(Method, f64)> {
-    let mut seen: Vec<(Method, f64)> = Vec::new();
+fn settings(items: impl Iterator<Item = (MethodKind, f64)>) -> Vec<(MethodKind, f64)> {
+    let mut seen: Vec<(MethodKind, f64)> = Vec::new();
     for item in items {
         if !seen.contains(&item) {
             seen.push(item);
@@ -266,12 +266,12 @@ fn settings(items: impl Iterator<Item = (Method, f64)>) -> Vec<(Method, f64)> {
 fn lines_by_sparsity<R>(
     rows: &[&R],
     sparsities: &[f64],
-    key: impl Fn(&R) -> (Method, f64, f64),
+    key: impl Fn(&R) -> (MethodKind, f64, f64),
 ) -> Vec<Series> {
     let mut series: Vec<Series> = Vec::new();
     for r in rows {
         let (method, sparsity, y) = key(r);
-        let points: Vec<(f64, f64)> = if method == Method::Dense {
+        let points: Vec<(f64, f64)> = if method == MethodKind::Dense {
             sparsities.iter().map(|&s| (s, y)).collect()
         } else {
             vec![(sparsity, y)]
@@ -300,7 +300,7 @@ fn plot_passkey(args: &EvalArgs, rows: &[PasskeyRow]) -> Result<(), Error> {
         .passkey_contexts
         .iter()
         .map(|&c| {
-            let mut mean: Vec<(Method, f64, f64)> = Vec::new();
+            let mut mean: Vec<(MethodKind, f64, f64)> = Vec::new();
             for (method, sparsity) in
                 settings(rows.iter().filter(|r| r.context == c).map(|r| (r.method, r.sparsity)))
             {
@@ -309,7 +309,7 @@ fn plot_passkey(args: &EvalArgs, rows: &[PasskeyRow]) -> Result<(), Error> {
                 let (found, trials) = group.fold((0, 0), |(f, t), r| (f + r.found, t + r.trials));
                 mean.push((method, sparsity, found as f64 / trials as f64));
             }
-            let refs: Vec<&(Method, f64, f64)> = mean.iter().collect();
+            let refs: Vec<&(MethodKind, f64, f64)> = mean.iter().collect();
             Panel {
                 title: format!("passkey, {c} tokens"),
                 series: lines_by_sparsity(&refs, &args.sparsities, |r| *r),
@@ -338,14 +338,14 @@ fn plot_fidelity(args: &EvalArgs, rows: &[FidelityRow]) -> Result<(), Error> {
 }
 
 /// Appends `points` to `method`'s line in `series`, starting the line when it is new.
-fn add_points(series: &mut Vec<Series>, method: Method, points: Vec<(f64, f64)>) {
+fn add_points(series: &mut Vec<Series>, method: MethodKind, points: Vec<(f64, f64)>) {
     match series.iter_mut().find(|s| s.name == method.name()) {
         Some(s) => s.points.extend(points),
         None => series.push(Series { name: method.name().to_string(), color: color(method), points }),
     }
 }
 
-/// The palette index of `method`: its place in [`Method::ALL`].
-fn color(method: Method) -> usize {
-    Method::ALL.iter().position(|m| *m == method).unwrap_or(0)
+/// The palette index of `method`: its place in [`MethodKind::ALL`].
+fn color(method: MethodKind) -> usize {
+    MethodKind::ALL.iter().position(|m| *m == method).unwrap_or(0)
 }

@@ -5,7 +5,7 @@
 //! sparse method, printing perplexity, agreement with dense and time side by side.
 //! `bsa eval` runs the evaluation harness: perplexity, passkey retrieval and per-layer
 //! attention fidelity at several sparsities, with tables, JSON and plots. `bsa train-hash`
-//! learns HashAttention's mappings with burn-train.
+//! learns HashAttention's mappings with burn-train. `bsa methods` lists the methods.
 
 mod backend;
 mod demo;
@@ -33,6 +33,8 @@ enum Command {
     Eval(evaluate::EvalArgs),
     /// Learn HashAttention's mappings on real text and compare them with random ones.
     TrainHash(train_hash::TrainHashArgs),
+    /// List the attention methods: the names `--methods` takes, and what each selects.
+    Methods,
 }
 
 fn main() {
@@ -41,6 +43,12 @@ fn main() {
         Command::Demo(args) => demo::run(args),
         Command::Eval(args) => evaluate::run(args),
         Command::TrainHash(args) => train_hash::run(args),
+        Command::Methods => {
+            for method in burn_sparse_attn_model::eval::MethodKind::ALL {
+                println!("{:<14} {}", method.name(), method.description());
+            }
+            Ok(())
+        }
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

@@ -8,7 +8,7 @@ use std::time::Instant;
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend as _;
 use burn_sparse_attn_core::{HashMappingConfig, HashMappingsConfig};
-use burn_sparse_attn_model::eval::{perplexity_sweep, Method, PerplexityRow, PerplexitySweep};
+use burn_sparse_attn_model::eval::{perplexity_sweep, MethodKind, PerplexityRow, PerplexitySweep};
 use burn_sparse_attn_train::evaluate::{recall_by_sparsity, RecallRow};
 use burn_sparse_attn_train::labels::LabelConfig;
 use burn_sparse_attn_train::{capture_qk, train_hash_mappings, CapturedQk, HashTrainingConfig};
@@ -155,7 +155,7 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
     let mut perplexity = Vec::new();
     if !args.skip_perplexity {
         let tokens = book_tokens(&holdout, &tokenizer, args.context)?;
-        let sweep = |methods: Vec<Method>, hash_mappings| PerplexitySweep {
+        let sweep = |methods: Vec<MethodKind>, hash_mappings| PerplexitySweep {
             contexts: vec![args.context],
             sparsities: args.sparsities.clone(),
             methods,
@@ -165,12 +165,12 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
         let mut progress = Progress::new("perplexity", 2 + 3 * args.sparsities.len());
         let mut step =
             |r: &PerplexityRow| progress.step(format!("{} x{}: {:.3}", r.method, r.sparsity, r.perplexity));
-        let trained_sweep = sweep(vec![Method::OracleTopK, Method::Hash], Some(mappings_dir.clone()));
+        let trained_sweep = sweep(vec![MethodKind::OracleTopK, MethodKind::Hash], Some(mappings_dir.clone()));
         perplexity = perplexity_sweep(&mut model, &tokens, &trained_sweep, &device, &mut step)?;
         for row in
-            perplexity_sweep(&mut model, &tokens, &sweep(vec![Method::Hash], None), &device, &mut step)?
+            perplexity_sweep(&mut model, &tokens, &sweep(vec![MethodKind::Hash], None), &device, &mut step)?
         {
-            if row.method == Method::Hash {
+            if row.method == MethodKind::Hash {
                 perplexity.push(row);
             }
         }

@@ -1,35 +1,25 @@
-//! A KV cache for decoding, with optional per-token key signatures.
+//! A KV cache for decoding, with one typed slot for what a method keeps beside keys and
+//! values (HashAttention's key signatures, HiP's mask, Quest's page bounds).
 
-use burn::tensor::{backend::Backend, Bool, Int, Tensor};
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use burn::tensor::{backend::Backend, Tensor};
 
 use crate::error::{AttnError, AttnResult};
 
-/// Keys and values of the tokens seen so far, and, for HashAttention, their packed key
-/// signatures, so that decoding never recomputes them.
+/// Keys and values of the tokens seen so far, which method appended them, and that
+/// method's own state (see [`KvCache::state`]).
 ///
 /// - keys: `[batch, kv_heads, len, head_dim]`
 /// - values: `[batch, kv_heads, len, value_dim]`
-/// - key signatures: `[batch, key_heads, len, words]`
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KvCache<B: Backend> {
     keys: Option<Tensor<B, 4>>,
     values: Option<Tensor<B, 4>>,
-    key_signatures: Option<Tensor<B, 4, Int>>,
-    mask: Option<CachedMask<B>>,
-}
-
-/// Keys chosen for the last query by a method that reuses its choice for a few decode
-/// steps (HiP's mask, refreshed every `refresh_interval` steps).
-#[derive(Debug, Clone)]
-pub struct CachedMask<B: Backend> {
-    /// Chosen keys `[batch, query_heads, 1, n]`, all before `range_end`.
-    pub keys: Tensor<B, 4, Int>,
-    /// Which entries are real, `[batch, query_heads, 1, n]`.
-    pub valid: Tensor<B, 4, Bool>,
-    /// Keys from here on were left to the window when the mask was made.
-    pub range_end: usize,
-    /// Tokens in the cache when the mask was made.
-    pub made_at: usize,
+    owner: Option<&'static str>,
+    state: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl<B: Backend> Default for KvCache<B> {
@@ -38,10 +28,20 @@ impl<B: Backend> Default for KvCache<B> {
     }
 }
 
+impl<B: Backend> fmt::Debug for KvCache<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KvCache")
+            .field("len", &self.len())
+            .field("owner", &self.owner)
+            .field("has_state", &self.state.is_some())
+            .finish()
+    }
+}
+
 impl<B: Backend> KvCache<B> {
     /// An empty cache.
     pub fn new() -> Self {
-        Self { keys: None, values: None, key_signatures: None, mask: None }
+        Self { keys: None, values: None, owner: None, state: None }
     }
 
     /// Tokens held.
@@ -54,7 +54,7 @@ impl<B: Backend> KvCache<B> {
         self.len() == 0
     }
 
-    /// Forgets every token.
+    /// Forgets every token and the method's state.
     pub fn clear(&mut self) {
         *self = Self::new();
     }
@@ -69,68 +69,66 @@ impl<B: Backend> KvCache<B> {
         self.values.as_ref()
     }
 
-    /// Cached key signatures `[batch, key_heads, len, words]`, if any.
-    pub fn key_signatures(&self) -> Option<&Tensor<B, 4, Int>> {
-        self.key_signatures.as_ref()
+    /// The name of the method that filled the cache, if any.
+    pub fn owner(&self) -> Option<&'static str> {
+        self.owner
     }
 
-    /// The mask kept between decode steps, if any.
-    pub fn mask(&self) -> Option<&CachedMask<B>> {
-        self.mask.as_ref()
+    /// The state of type `S` that the owning method keeps, if any: one slot, so that a
+    /// method with per-token or per-step state adds no field here.
+    pub fn state<S: Any + Send + Sync>(&self) -> Option<&S> {
+        self.state.as_ref().and_then(|s| s.downcast_ref::<S>())
     }
 
-    /// Keeps `mask` for the next decode steps (replacing any earlier one).
-    pub fn set_mask(&mut self, mask: Option<CachedMask<B>>) {
-        self.mask = mask;
+    /// Replaces the method's state (`None` drops it).
+    pub fn set_state<S: Any + Send + Sync>(&mut self, state: Option<S>) {
+        self.state = state.map(|s| Arc::new(s) as Arc<dyn Any + Send + Sync>);
     }
 
-    /// Appends `new_len` tokens: keys `[batch, kv_heads, new_len, head_dim]`, values
-    /// `[batch, kv_heads, new_len, value_dim]` and, when the cache keeps them, signatures
-    /// `[batch, key_heads, new_len, words]`.
+    /// Appends `new_len` tokens for method `owner`: keys `[batch, kv_heads, new_len,
+    /// head_dim]`, values `[batch, kv_heads, new_len, value_dim]`. Returns every cached key
+    /// and value.
     ///
-    /// Errors when the sizes differ from what the cache holds, or when signatures are
-    /// given to a cache that has keys without them (or the other way round).
+    /// Errors when the sizes differ from what the cache holds, or when another method
+    /// filled the cache (its state would not match these tokens).
     pub fn append(
         &mut self,
+        owner: &'static str,
         keys: Tensor<B, 4>,
         values: Tensor<B, 4>,
-        key_signatures: Option<Tensor<B, 4, Int>>,
-    ) -> AttnResult<()> {
+    ) -> AttnResult<(Tensor<B, 4>, Tensor<B, 4>)> {
+        self.check_owner(owner)?;
         let [kb, kh, kt, _] = keys.dims();
         let [vb, vh, vt, _] = values.dims();
         if (vb, vh, vt) != (kb, kh, kt) {
             return Err(shape_error("values", format!("[{kb}, {kh}, {kt}, value_dim]"), values.dims()));
         }
-        if let Some(sig) = &key_signatures {
-            let [sb, _, st, _] = sig.dims();
-            if (sb, st) != (kb, kt) {
-                return Err(shape_error(
-                    "key signatures",
-                    format!("[{kb}, key_heads, {kt}, words]"),
-                    sig.dims(),
-                ));
-            }
+        let keys = extend(self.keys.clone(), keys, "keys")?;
+        let values = extend(self.values.clone(), values, "values")?;
+        self.keys = Some(keys.clone());
+        self.values = Some(values.clone());
+        self.owner = Some(owner);
+        Ok((keys, values))
+    }
+
+    /// Errors unless the cache is empty or was filled by `owner`.
+    pub fn check_owner(&self, owner: &'static str) -> AttnResult<()> {
+        match self.owner {
+            Some(filled_by) if filled_by != owner && !self.is_empty() => Err(AttnError::Cache(format!(
+                "this cache holds {} tokens appended by {filled_by}, which {owner} cannot continue: \
+                 use one method per cache (or clear() it)",
+                self.len()
+            ))),
+            _ => Ok(()),
         }
-        if !self.is_empty() && self.key_signatures.is_some() != key_signatures.is_some() {
-            return Err(AttnError::Cache(
-                "a cache holds signatures for every token or for none; use one method per cache".into(),
-            ));
-        }
-        self.keys = Some(extend(self.keys.take(), keys, "keys")?);
-        self.values = Some(extend(self.values.take(), values, "values")?);
-        self.key_signatures = match (self.key_signatures.take(), key_signatures) {
-            (old, Some(new)) => Some(extend(old, new, "key signatures")?),
-            (_, None) => None,
-        };
-        Ok(())
     }
 }
 
-fn extend<B: Backend, K: burn::tensor::BasicOps<B>>(
-    old: Option<Tensor<B, 4, K>>,
-    new: Tensor<B, 4, K>,
+fn extend<B: Backend>(
+    old: Option<Tensor<B, 4>>,
+    new: Tensor<B, 4>,
     name: &'static str,
-) -> AttnResult<Tensor<B, 4, K>> {
+) -> AttnResult<Tensor<B, 4>> {
     match old {
         None => Ok(new),
         Some(old) => {

@@ -17,20 +17,24 @@ mod finite;
 pub mod hash;
 pub mod kernels;
 pub mod methods;
+pub mod positions;
+pub mod quality;
+pub mod rng;
 pub mod select;
 mod shape;
 pub mod synthetic;
 
 pub use attend::{dense_attention, gather_attention, merge, AttnOptions, AttnOutput, QueryPositions};
-pub use cache::{CachedMask, KvCache};
+pub use cache::KvCache;
 pub use error::{AttnError, AttnResult};
 pub use finite::ensure_finite;
 pub use hash::{HashActivation, HashMapping, HashMappingConfig, HashMappings, HashMappingsConfig};
-pub use kernels::kernels_active;
+pub use kernels::{kernel_path, kernels_active, KernelPath};
 pub use methods::{
-    Attention, AttentionConfig, AttentionMethod, DenseAttention, DenseAttentionConfig, HashAttention,
-    HashAttentionConfig, HipAttention, HipAttentionConfig, HyperAttention, HyperAttentionConfig,
-    OracleTopKAttention, OracleTopKConfig, StreamingAttention, StreamingAttentionConfig,
+    hyper_attention_causal, Attention, AttentionConfig, AttentionMethod, DenseAttention, DenseAttentionConfig,
+    HashAttention, HashAttentionConfig, HeadLayout, HipAttention, HipAttentionConfig, HyperAttention,
+    HyperAttentionConfig, KeyBudget, MethodEntry, MethodKind, OracleTopKAttention, OracleTopKConfig,
+    QuestAttention, QuestConfig, StreamingAttention, StreamingAttentionConfig,
 };
 pub use select::{KeySelection, SparseBudget};
 pub use shape::AttnShape;

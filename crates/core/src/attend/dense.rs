@@ -3,9 +3,10 @@
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::chunks::query_chunks;
-use super::options::{AttnOptions, QueryPositions};
+use super::options::AttnOptions;
+use crate::positions::QueryPositions;
 use super::output::AttnOutput;
-use super::positions::{future_mask, last_visible_keys};
+use crate::positions::{future_mask, last_visible_keys};
 use super::softmax::masked_softmax;
 use crate::error::AttnResult;
 use crate::kernels::{self, KernelWindow};

@@ -3,18 +3,16 @@
 pub(crate) mod chunks;
 mod dense;
 mod gather;
-mod hyper;
 mod merge;
 mod options;
 mod output;
-pub(crate) mod positions;
-mod softmax;
+pub(crate) mod softmax;
 
 pub(crate) use chunks::{query_chunks, query_chunks_within, MAX_GPU_CHUNK_ELEMENTS};
 pub use dense::dense_attention;
 pub use gather::gather_attention;
 pub(crate) use gather::gather_attention_unchecked;
-pub use hyper::{hyper_attention_causal, hyper_attention_non_causal, HyperParams};
 pub use merge::merge;
-pub use options::{AttnOptions, QueryPositions};
+pub use crate::positions::QueryPositions;
+pub use options::AttnOptions;
 pub use output::AttnOutput;

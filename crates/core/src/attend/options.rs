@@ -1,6 +1,7 @@
 //! Options shared by every attention call: causality, query positions, scale.
 
 use crate::error::{AttnError, AttnResult};
+use crate::positions::QueryPositions;
 use crate::shape::AttnShape;
 
 /// How queries see keys.
@@ -69,32 +70,5 @@ impl AttnOptions {
             return Err(AttnError::QueriesPastContext { offset, end: offset + q, context: kv });
         }
         Ok(QueryPositions { offset, causal: true, kv_len: kv })
-    }
-}
-
-/// Where each query sits among the keys, resolved from [`AttnOptions`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueryPositions {
-    /// Position of query 0 (causal only).
-    pub offset: usize,
-    /// Whether future keys are hidden.
-    pub causal: bool,
-    /// Number of keys.
-    pub kv_len: usize,
-}
-
-impl QueryPositions {
-    /// The last key that query `i` may see.
-    pub fn last_visible(&self, i: usize) -> usize {
-        if self.causal {
-            self.offset + i
-        } else {
-            self.kv_len - 1
-        }
-    }
-
-    /// The same positions for the queries `start..` of this call.
-    pub fn shifted(&self, start: usize) -> Self {
-        Self { offset: self.offset + start, ..*self }
     }
 }

@@ -1,4 +1,5 @@
-//! The CubeCL side of the dispatch: moving Burn tensors to and from `CubeTensor`s.
+//! The CubeCL side of the dispatch: moving Burn tensors to and from `CubeTensor`s, and
+//! each kernel's fit check (`supports`, next to the kernel) before it is launched.
 
 use std::any::{Any, TypeId};
 
@@ -77,6 +78,11 @@ fn attention_out<B: Backend, R: CubeRuntime>(out: kernels::SparseAttentionOutput
     AttnOutput { output: float_out::<B, R, 4>(out.output), lse: float_out::<B, R, 3>(out.lse) }
 }
 
+/// `Some` on every runtime: lets [`super::kernel_path`] ask whether `B` has one.
+pub(super) fn runtime_marker<B: Backend, R: CubeRuntime>() -> Option<()> {
+    Some(())
+}
+
 pub(super) fn pack_on<B: Backend, R: CubeRuntime>(codes: &Tensor<B, 4>) -> Option<Tensor<B, 4, Int>> {
     Some(int_out::<B, R, 4>(kernels::pack_signs(float_in::<B, R, 4>(codes)?)))
 }
@@ -150,6 +156,9 @@ pub(super) fn order_on<B: Backend, R: CubeRuntime>(
     keys: &Tensor<B, 3, Int>,
     buckets: usize,
 ) -> Option<Tensor<B, 3, Int>> {
+    if !kernels::counting_sort::supports(buckets) {
+        return None;
+    }
     Some(int_out::<B, R, 3>(kernels::counting_sort_order(int_in::<B, R, 3>(keys)?, buckets)))
 }
 
@@ -160,7 +169,7 @@ pub(super) fn child_scores_on<B: Backend, R: CubeRuntime>(
     block_size_q: usize,
     stride_q: usize,
 ) -> Option<Tensor<B, 4>> {
-    if q.dtype() != k.dtype() {
+    if q.dtype() != k.dtype() || !kernels::child_scores::supports(block_size_q, stride_q, q.dims()[3]) {
         return None;
     }
     let floor = super::lowest_finite(q.dtype());

@@ -8,7 +8,8 @@
 //! caller then runs its reference code. Autodiff backends take the reference path (it is
 //! differentiable; the kernels have no backward).
 
-/// Calls `$f::<B, R>(args)` with `R` the CubeCL runtime of `B`, or gives `None`.
+/// Calls `cube::$f::<B, R>(args)` with `R` the CubeCL runtime of `B`, or gives `None`: the
+/// one place that knows which runtimes this build has.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 macro_rules! on_runtime {
     ($B:ty, $f:ident ( $($arg:expr),* )) => {
@@ -22,6 +23,15 @@ macro_rules! on_runtime {
     };
 }
 
+/// Without a CubeCL runtime in the build every operation takes the reference path.
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+macro_rules! on_runtime {
+    ($B:ty, $f:ident ( $($arg:expr),* )) => {{
+        let _ = ($($arg,)*);
+        None
+    }};
+}
+
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 
@@ -29,17 +39,30 @@ use burn::tensor::{backend::Backend, DType, Int, Tensor};
 
 use crate::attend::AttnOutput;
 
-/// Whether `B` runs the CubeCL kernels: a non-fused, non-autodiff CubeCL backend whose
-/// runtime this crate was built for (features `wgpu`, `cuda`).
+/// The path a backend takes through every operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelPath {
+    /// Plain Burn tensor ops: every backend, autodiff included (the kernels have no
+    /// backward), and the ground truth of the tests.
+    Reference,
+    /// The CubeCL kernels of `burn-sparse-attn-kernels`, on a non-fused, non-autodiff
+    /// CubeCL backend whose runtime this crate was built for (features `wgpu`, `cuda`).
+    CubeCl,
+}
+
+/// The path `B` takes, from its type alone.
+pub fn kernel_path<B: Backend>() -> KernelPath {
+    let cube: Option<()> = on_runtime!(B, runtime_marker());
+    if cube.is_some() {
+        KernelPath::CubeCl
+    } else {
+        KernelPath::Reference
+    }
+}
+
+/// Whether `B` runs the CubeCL kernels (see [`KernelPath`]).
 pub fn kernels_active<B: Backend>() -> bool {
-    #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    {
-        cube::runtime_of::<B>().is_some()
-    }
-    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-    {
-        false
-    }
+    kernel_path::<B>() == KernelPath::CubeCl
 }
 
 /// Where the kernels' queries sit and which keys every query sees.
@@ -54,65 +77,45 @@ pub struct KernelWindow {
 }
 
 /// Packs sign bits, see [`crate::hash::pack_signs`].
-pub fn pack_signs<B: Backend>(_codes: &Tensor<B, 4>) -> Option<Tensor<B, 4, Int>> {
-    #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    {
-        on_runtime!(B, pack_on(_codes))
-    }
-    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-    None
+pub fn pack_signs<B: Backend>(codes: &Tensor<B, 4>) -> Option<Tensor<B, 4, Int>> {
+    on_runtime!(B, pack_on(codes))
 }
 
 /// Top `k` keys per query row outside the sink and window, i32 `[batch, heads, query_len,
 /// k]` with `-1` padding, by float scores `[batch, heads, query_len, kv_len]`.
 pub fn top_k_by_scores<B: Backend>(
-    _scores: &Tensor<B, 4>,
-    _at: KernelWindow,
-    _k: usize,
+    scores: &Tensor<B, 4>,
+    at: KernelWindow,
+    k: usize,
 ) -> Option<Tensor<B, 4, Int>> {
-    #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    {
-        on_runtime!(B, scores_on(_scores, _at, _k))
-    }
-    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-    None
+    on_runtime!(B, scores_on(scores, at, k))
 }
 
 /// Top `k` keys per query by matching signature bits (query signatures
 /// `[batch, query_heads, query_len, words]`, key signatures
 /// `[batch, signature_heads, kv_len, words]`), summed over `group` query heads per row.
 pub fn top_k_by_signatures<B: Backend>(
-    _query: &Tensor<B, 4, Int>,
-    _key: &Tensor<B, 4, Int>,
-    _group: usize,
-    _at: KernelWindow,
-    _k: usize,
+    query: &Tensor<B, 4, Int>,
+    key: &Tensor<B, 4, Int>,
+    group: usize,
+    at: KernelWindow,
+    k: usize,
 ) -> Option<Tensor<B, 4, Int>> {
-    #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    {
-        on_runtime!(B, signatures_on(_query, _key, _group, _at, _k))
-    }
-    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-    None
+    on_runtime!(B, signatures_on(query, key, group, at, k))
 }
 
 /// Attention of each query over the sink, the window and its `heavy` keys (i32
 /// `[batch, query_heads / group, query_len, n]`, `-1` for none).
 pub fn sparse_attention<B: Backend>(
-    _q: &Tensor<B, 4>,
-    _k: &Tensor<B, 4>,
-    _v: &Tensor<B, 4>,
-    _heavy: Option<&Tensor<B, 4, Int>>,
-    _group: usize,
-    _at: KernelWindow,
-    _scale: f64,
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    heavy: Option<&Tensor<B, 4, Int>>,
+    group: usize,
+    at: KernelWindow,
+    scale: f64,
 ) -> Option<AttnOutput<B>> {
-    #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    {
-        on_runtime!(B, attend_on(_q, _k, _v, _heavy, _group, _at, _scale))
-    }
-    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-    None
+    on_runtime!(B, attend_on(q, k, v, heavy, group, at, scale))
 }
 
 /// Causal attention of tiles of queries over the sink, each query's window and, optionally,
@@ -126,19 +129,14 @@ pub fn sparse_attention<B: Backend>(
 ///   query block must not overlap each other nor the sink. `at.window >= kv_len` and no
 ///   blocks is dense causal attention.
 pub fn block_sparse_attention<B: Backend>(
-    _q: &Tensor<B, 4>,
-    _k: &Tensor<B, 4>,
-    _v: &Tensor<B, 4>,
-    _blocks: Option<(&Tensor<B, 4, Int>, BlockSizes)>,
-    _at: KernelWindow,
-    _scale: f64,
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    blocks: Option<(&Tensor<B, 4, Int>, BlockSizes)>,
+    at: KernelWindow,
+    scale: f64,
 ) -> Option<AttnOutput<B>> {
-    #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    {
-        on_runtime!(B, blocks_on(_q, _k, _v, _blocks, _at, _scale))
-    }
-    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-    None
+    on_runtime!(B, blocks_on(q, k, v, blocks, at, scale))
 }
 
 /// The unit sizes of a block mask.
@@ -152,16 +150,8 @@ pub struct BlockSizes {
 
 /// The stable ascending order of each row of `keys: [batch, heads, len]`, whose values lie in
 /// `0..buckets`, by a counting sort on the device (no host sort).
-pub fn counting_order<B: Backend>(_keys: &Tensor<B, 3, Int>, _buckets: usize) -> Option<Tensor<B, 3, Int>> {
-    #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    {
-        if _buckets == 0 || _buckets > burn_sparse_attn_kernels::counting_sort::MAX_COUNTERS {
-            return None;
-        }
-        on_runtime!(B, order_on(_keys, _buckets))
-    }
-    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-    None
+pub fn counting_order<B: Backend>(keys: &Tensor<B, 3, Int>, buckets: usize) -> Option<Tensor<B, 3, Int>> {
+    on_runtime!(B, order_on(keys, buckets))
 }
 
 /// HiP's child scores of one mask round, fused: for each query block, the max of `q . k`
@@ -175,23 +165,13 @@ pub fn counting_order<B: Backend>(_keys: &Tensor<B, 3, Int>, _buckets: usize) ->
 /// - returns `[batch, query_heads, query_blocks, children]`, [`lowest_finite`] for a child
 ///   without real keys
 pub fn hip_child_scores<B: Backend>(
-    _q: &Tensor<B, 4>,
-    _k: &Tensor<B, 4>,
-    _key_positions: &Tensor<B, 5, Int>,
-    _block_size_q: usize,
-    _stride_q: usize,
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    key_positions: &Tensor<B, 5, Int>,
+    block_size_q: usize,
+    stride_q: usize,
 ) -> Option<Tensor<B, 4>> {
-    #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    {
-        // The representative queries must fit the kernel's shared memory (16 KiB of f32).
-        let head_dim = _q.dims()[3];
-        if _stride_q == 0 || (_block_size_q / _stride_q) * head_dim > 4096 {
-            return None;
-        }
-        on_runtime!(B, child_scores_on(_q, _k, _key_positions, _block_size_q, _stride_q))
-    }
-    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-    None
+    on_runtime!(B, child_scores_on(q, k, key_positions, block_size_q, stride_q))
 }
 
 /// The lowest finite value of a float dtype (f32's for anything else).

@@ -5,6 +5,8 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::method::{append_new_tokens, AttentionMethod};
+use super::registry::MethodEntry;
+use super::budget::{HeadLayout, KeyBudget};
 use crate::attend::{dense_attention, AttnOptions, AttnOutput};
 use crate::cache::KvCache;
 use crate::error::AttnResult;
@@ -39,8 +41,22 @@ impl<B: Backend> AttentionMethod<B> for DenseAttention {
         v: Tensor<B, 4>,
         cache: &mut KvCache<B>,
     ) -> AttnResult<AttnOutput<B>> {
-        let (k, v) = append_new_tokens(&q, k, v, None, cache)?;
+        let (k, v) = append_new_tokens(DenseAttentionConfig::NAME, &q, k, v, cache)?;
         let options = AttnOptions { scale: self.scale, ..AttnOptions::causal() };
         dense_attention(q, k, v, &options)
+    }
+}
+
+impl MethodEntry for DenseAttentionConfig {
+    type Module<B: Backend> = DenseAttention;
+    const NAME: &'static str = "dense";
+    const DESCRIPTION: &'static str = "every key (exact)";
+
+    fn build<B: Backend>(&self, device: &B::Device) -> AttnResult<DenseAttention> {
+        Ok(self.init::<B>(device))
+    }
+
+    fn for_budget(_heads: &HeadLayout, _budget: &KeyBudget) -> Self {
+        Self::new()
     }
 }

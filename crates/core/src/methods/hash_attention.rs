@@ -2,9 +2,11 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Int, Tensor};
 
 use super::method::{append_new_tokens, check_new_tokens, AttentionMethod};
+use super::registry::MethodEntry;
+use super::budget::{HeadLayout, KeyBudget};
 use super::sparse::{select_then_attend, Scorer};
 use crate::attend::AttnOptions;
 use crate::attend::AttnOutput;
@@ -32,6 +34,11 @@ pub struct HashAttentionConfig {
     /// Logit scale; `None` means `1 / sqrt(head_dim)`.
     pub scale: Option<f64>,
 }
+
+/// What HashAttention keeps in the [`KvCache`]: the packed signature of every cached key,
+/// `[batch, key_heads, len, words]`, computed once per token.
+#[derive(Debug, Clone)]
+pub struct KeySignatures<B: Backend>(pub Tensor<B, 4, Int>);
 
 /// Sink + window + the top `heavy` keys by the number of signature bits they share with
 /// the query. Key signatures live in the KV cache and are computed once per token.
@@ -79,9 +86,22 @@ impl<B: Backend> AttentionMethod<B> for HashAttention<B> {
                 got: q.dims().to_vec(),
             });
         }
+        cache.check_owner(HashAttentionConfig::NAME)?;
+        let cached = cache.state::<KeySignatures<B>>().map(|s| s.0.clone());
+        if cached.as_ref().map_or(0, |s| s.dims()[2]) != cache.len() {
+            return Err(AttnError::Cache(format!(
+                "this cache holds {} tokens without HashAttention's key signatures: fill it with \
+                 HashAttention from the first token",
+                cache.len()
+            )));
+        }
         let signatures = self.mapping.key_signatures(k.clone())?;
-        let (k, v) = append_new_tokens(&q, k, v, Some(signatures), cache)?;
-        let key_signatures = cache.key_signatures().unwrap().clone();
+        let (k, v) = append_new_tokens(HashAttentionConfig::NAME, &q, k, v, cache)?;
+        let key_signatures = match cached {
+            Some(old) => Tensor::cat(vec![old, signatures], 2),
+            None => signatures,
+        };
+        cache.set_state(Some(KeySignatures(key_signatures.clone())));
         let query_signatures = self.mapping.query_signatures(q.clone())?;
         let scorer = Scorer::Signatures { query: query_signatures, key: key_signatures };
         select_then_attend(q, k, v, &self.budget, self.scale, scorer)
@@ -93,8 +113,8 @@ impl<B: Backend> HashAttention<B> {
     /// `query_len` positions of `cache`, attend to: what [`AttentionMethod::forward_cached`]
     /// selects, for inspection. The cache must hold this method's key signatures.
     pub fn selection(&self, q: Tensor<B, 4>, cache: &KvCache<B>) -> AttnResult<KeySelection<B>> {
-        let (keys, signatures) = match (cache.keys(), cache.key_signatures()) {
-            (Some(k), Some(s)) => (k.clone(), s.clone()),
+        let (keys, signatures) = match (cache.keys(), cache.state::<KeySignatures<B>>()) {
+            (Some(k), Some(s)) => (k.clone(), s.0.clone()),
             _ => return Err(AttnError::Cache("selection needs a cache filled by HashAttention".into())),
         };
         let shape = AttnShape::of(&q, &keys, &keys)?;
@@ -102,5 +122,23 @@ impl<B: Backend> HashAttention<B> {
         let scores = ranked_matching_bits(self.mapping.query_signatures(q.clone())?, signatures);
         let dims = [shape.batch, shape.query_heads, shape.query_len];
         budget_selection(Some(scores), &positions, dims, &self.budget, &q.device())
+    }
+}
+
+impl MethodEntry for HashAttentionConfig {
+    type Module<B: Backend> = HashAttention<B>;
+    const NAME: &'static str = "hash";
+    const DESCRIPTION: &'static str = "sink + window + top `heavy` keys by matching bits of learned signatures";
+
+    fn build<B: Backend>(&self, device: &B::Device) -> AttnResult<HashAttention<B>> {
+        self.init(device)
+    }
+
+    /// Random mappings for `heads` (a model loads trained ones over them).
+    fn for_budget(heads: &HeadLayout, budget: &KeyBudget) -> Self {
+        Self::new(HashMappingConfig::new(heads.head_dim, heads.query_heads, heads.kv_heads))
+            .with_sink(budget.sink)
+            .with_window(budget.window)
+            .with_heavy(budget.heavy as f64)
     }
 }

@@ -3,14 +3,16 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
 use super::method::{append_new_tokens, AttentionMethod};
+use super::registry::MethodEntry;
+use super::budget::{HeadLayout, KeyBudget};
 use crate::attend::{
     dense_attention, gather_attention_unchecked, query_chunks, query_chunks_within, AttnOptions, AttnOutput,
     QueryPositions, MAX_GPU_CHUNK_ELEMENTS,
 };
-use crate::cache::{CachedMask, KvCache};
+use crate::cache::KvCache;
 use crate::error::AttnResult;
 use crate::kernels::{self, BlockSizes, KernelWindow};
 use crate::select::{
@@ -50,6 +52,20 @@ pub struct HipAttentionConfig {
     pub representative: Representative,
     /// Logit scale; `None` means `1 / sqrt(head_dim)`.
     pub scale: Option<f64>,
+}
+
+/// What HiP keeps in the [`KvCache`] between decode steps: the keys its mask chose for the
+/// last query, reused for `refresh_interval` steps.
+#[derive(Debug, Clone)]
+pub struct CachedMask<B: Backend> {
+    /// Chosen keys `[batch, query_heads, 1, n]`, all before `range_end`.
+    pub keys: Tensor<B, 4, Int>,
+    /// Which entries are real, `[batch, query_heads, 1, n]`.
+    pub valid: Tensor<B, 4, Bool>,
+    /// Keys from here on were left to the window when the mask was made.
+    pub range_end: usize,
+    /// Tokens in the cache when the mask was made.
+    pub made_at: usize,
 }
 
 /// HiP attention. Contexts no longer than `sink + window + mask_k` are attended densely.
@@ -111,7 +127,7 @@ impl HipAttention {
         let keys = per_query(keys).narrow(2, 0, query_len);
         let valid = per_query(valid.int()).narrow(2, 0, query_len).bool();
         let device = keys.device();
-        let last = crate::attend::positions::last_visible_keys::<B>(positions, query_len, 1, &device)
+        let last = crate::positions::last_visible_keys::<B>(positions, query_len, 1, &device)
             .reshape([1, 1, query_len, 1])
             .expand([b, h, query_len, n]);
         let valid = valid.bool_and(keys.clone().lower_equal(last));
@@ -160,7 +176,7 @@ impl HipAttention {
         positions: &QueryPositions,
         cache: &KvCache<B>,
     ) -> AttnResult<Option<KeySelection<B>>> {
-        let Some(mask) = cache.mask() else { return Ok(None) };
+        let Some(mask) = cache.state::<CachedMask<B>>() else { return Ok(None) };
         let [b, h, _, _] = mask.keys.dims();
         let fresh = shape.kv_len - mask.made_at < self.refresh_interval;
         if !fresh || shape.query_len != 1 || (b, h) != (shape.batch, shape.query_heads) {
@@ -182,13 +198,13 @@ impl<B: Backend> AttentionMethod<B> for HipAttention {
         v: Tensor<B, 4>,
         cache: &mut KvCache<B>,
     ) -> AttnResult<AttnOutput<B>> {
-        let (k, v) = append_new_tokens(&q, k, v, None, cache)?;
+        let (k, v) = append_new_tokens(HipAttentionConfig::NAME, &q, k, v, cache)?;
         let shape = AttnShape::of(&q, &k, &v)?;
         let options = AttnOptions { scale: self.scale, ..AttnOptions::causal() };
         let positions = options.positions(&shape)?;
         let scale = options.scale_for(shape.head_dim);
         if shape.kv_len <= self.budget() {
-            cache.set_mask(None);
+            cache.set_state::<CachedMask<B>>(None);
             return dense_attention(q, k, v, &options);
         }
         if let Some(selection) = self.reuse(&shape, &positions, cache)? {
@@ -227,7 +243,7 @@ impl<B: Backend> AttentionMethod<B> for HipAttention {
             parts.push(part);
             last_mask = Some(mask);
         }
-        cache.set_mask(last_mask.map(|mask| last_block_mask(&mask, shape.kv_len)));
+        cache.set_state(last_mask.map(|mask| last_block_mask(&mask, shape.kv_len)));
         Ok(AttnOutput::cat(parts))
     }
 }
@@ -241,5 +257,25 @@ fn last_block_mask<B: Backend>(mask: &HipMask<B>, kv_len: usize) -> CachedMask<B
         valid: valid.narrow(2, blocks - 1, 1),
         range_end: *mask.range_ends.last().unwrap(),
         made_at: kv_len,
+    }
+}
+
+impl MethodEntry for HipAttentionConfig {
+    type Module<B: Backend> = HipAttention;
+    const NAME: &'static str = "hip";
+    const DESCRIPTION: &'static str =
+        "sink + window + `mask_k` keys in blocks found by a hierarchical search (O(T log T) keys scored)";
+
+    fn build<B: Backend>(&self, device: &B::Device) -> AttnResult<HipAttention> {
+        self.init::<B>(device)
+    }
+
+    /// The chosen keys go to the mask (an even count: key blocks of 2), in query blocks of 32.
+    fn for_budget(_heads: &HeadLayout, budget: &KeyBudget) -> Self {
+        Self::new()
+            .with_mask_k(budget.heavy.div_ceil(2) * 2)
+            .with_block_size_q(32)
+            .with_sink(budget.sink)
+            .with_window(budget.window)
     }
 }

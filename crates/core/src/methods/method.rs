@@ -59,17 +59,17 @@ pub trait AttentionMethod<B: Backend> {
     }
 }
 
-/// Checks the new tokens, appends them to `cache` and returns all cached keys and values.
+/// Checks the new tokens, appends them to `cache` for method `owner` and returns all cached
+/// keys and values.
 pub(crate) fn append_new_tokens<B: Backend>(
+    owner: &'static str,
     q: &Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
-    key_signatures: Option<Tensor<B, 4, burn::tensor::Int>>,
     cache: &mut KvCache<B>,
 ) -> AttnResult<(Tensor<B, 4>, Tensor<B, 4>)> {
     check_new_tokens(q, &k, &v)?;
-    cache.append(k, v, key_signatures)?;
-    Ok((cache.keys().unwrap().clone(), cache.values().unwrap().clone()))
+    cache.append(owner, k, v)
 }
 
 /// Checks that `q`, `k` and `v` describe the same `new_len` tokens.

@@ -5,6 +5,8 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::method::{append_new_tokens, AttentionMethod};
+use super::registry::MethodEntry;
+use super::budget::{HeadLayout, KeyBudget};
 use super::sparse::{select_then_attend, Scorer};
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;
@@ -56,10 +58,24 @@ impl<B: Backend> AttentionMethod<B> for OracleTopKAttention {
         v: Tensor<B, 4>,
         cache: &mut KvCache<B>,
     ) -> AttnResult<AttnOutput<B>> {
-        let (k, v) = append_new_tokens(&q, k, v, None, cache)?;
+        let (k, v) = append_new_tokens(OracleTopKConfig::NAME, &q, k, v, cache)?;
         let scale = self.scale.unwrap_or(1.0 / (q.dims()[3] as f64).sqrt());
         let scorer =
             |start: usize, len: usize| Ok(exact_scores(q.clone().narrow(2, start, len), k.clone(), scale));
         select_then_attend(q.clone(), k.clone(), v, &self.budget, self.scale, Scorer::Exact(&scorer))
+    }
+}
+
+impl MethodEntry for OracleTopKConfig {
+    type Module<B: Backend> = OracleTopKAttention;
+    const NAME: &'static str = "oracle-top-k";
+    const DESCRIPTION: &'static str = "sink + window + top `heavy` keys by exact q.k (scores every key)";
+
+    fn build<B: Backend>(&self, device: &B::Device) -> AttnResult<OracleTopKAttention> {
+        self.init::<B>(device)
+    }
+
+    fn for_budget(_heads: &HeadLayout, budget: &KeyBudget) -> Self {
+        Self::new().with_sink(budget.sink).with_window(budget.window).with_heavy(budget.heavy as f64)
     }
 }

@@ -6,10 +6,14 @@ use crate::attend::{gather_attention_unchecked, AttnOptions, AttnOutput};
 use crate::error::{AttnError, AttnResult};
 use crate::hash::ranked_matching_bits;
 use crate::kernels::{self, KernelWindow};
-use crate::select::{budget_selection, SparseBudget};
+use crate::positions::QueryPositions;
+use crate::select::{
+    budget_union, candidate_page_scores, page_keys, page_selection, top_k_selection, KeySelection,
+    SparseBudget,
+};
 use crate::shape::AttnShape;
 
-/// What ranks the keys outside the sink and the window.
+/// What chooses the heavy keys, outside the sink and the window.
 pub(crate) enum Scorer<'a, B: Backend> {
     /// Nothing: sink + window only.
     None,
@@ -19,34 +23,60 @@ pub(crate) enum Scorer<'a, B: Backend> {
     /// Matching bits of query signatures `[batch, query_heads, query_len, words]` against key
     /// signatures `[batch, signature_heads, kv_len, words]`; ties go to the earlier key.
     Signatures { query: Tensor<B, 4, Int>, key: Tensor<B, 4, Int> },
+    /// Whole pages of `page_size` keys: `score(query_start, query_len)` gives page scores
+    /// `[batch, query_heads, query_len, pages]`; the heavy budget is rounded up to pages.
+    Pages { score: &'a dyn Fn(usize, usize) -> AttnResult<Tensor<B, 4>>, page_size: usize },
 }
 
 impl<B: Backend> Scorer<'_, B> {
-    /// Float scores of queries `start..start + len` (the reference path).
-    fn scores(&self, start: usize, len: usize) -> AttnResult<Option<Tensor<B, 4>>> {
-        Ok(match self {
-            Scorer::None => None,
-            Scorer::Exact(score) => Some(score(start, len)?),
-            Scorer::Signatures { query, key } => {
-                Some(ranked_matching_bits(query.clone().narrow(2, start, len), key.clone()))
-            }
-        })
-    }
-
-    /// The top `k` keys of queries `start..start + len` by the kernels, `None` when they do
-    /// not apply.
-    fn kernel_top_k(
+    /// The heavy keys of queries `start..start + len` at `positions` (the reference path).
+    fn heavy_selection(
         &self,
         start: usize,
         len: usize,
+        positions: &QueryPositions,
+        budget: &SparseBudget,
+        heavy: usize,
+    ) -> AttnResult<Option<KeySelection<B>>> {
+        let (sink, window) = (budget.sink, budget.window);
+        match self {
+            Scorer::None => Ok(None),
+            Scorer::Exact(score) => top_k_selection(score(start, len)?, positions, sink, window, heavy),
+            Scorer::Signatures { query, key } => {
+                let scores = ranked_matching_bits(query.clone().narrow(2, start, len), key.clone());
+                top_k_selection(scores, positions, sink, window, heavy)
+            }
+            Scorer::Pages { score, page_size } => {
+                let pages = heavy.div_ceil(*page_size);
+                Ok(Some(page_selection(score(start, len)?, positions, *page_size, sink, window, pages)))
+            }
+        }
+    }
+
+    /// The heavy keys of queries `start..start + len` by the kernels (i32 `[batch, heads,
+    /// len, n]`, `-1` for none), `None` when they do not apply.
+    fn kernel_heavy(
+        &self,
+        start: usize,
+        len: usize,
+        positions: &QueryPositions,
         at: KernelWindow,
-        k: usize,
+        heavy: usize,
     ) -> AttnResult<Option<Tensor<B, 4, Int>>> {
         Ok(match self {
             Scorer::None => None,
-            Scorer::Exact(score) => kernels::top_k_by_scores(&score(start, len)?, at, k),
+            Scorer::Exact(score) => kernels::top_k_by_scores(&score(start, len)?, at, heavy),
             Scorer::Signatures { query, key } => {
-                kernels::top_k_by_signatures(&query.clone().narrow(2, start, len), key, 1, at, k)
+                kernels::top_k_by_signatures(&query.clone().narrow(2, start, len), key, 1, at, heavy)
+            }
+            Scorer::Pages { score, page_size } => {
+                let scores = candidate_page_scores(score(start, len)?, positions, *page_size, at.sink, at.window);
+                let [b, h, t, pages] = scores.dims();
+                // One row per query, every page visible: the candidates are already masked.
+                let every_page = KernelWindow { first_position: pages - 1, sink: 0, window: 0 };
+                let wanted = heavy.div_ceil(*page_size).min(pages);
+                kernels::top_k_by_scores(&scores.reshape([b, h * t, 1, pages]), every_page, wanted)
+                    .map(|best| page_keys(best.reshape([b, h, t, wanted]), positions, *page_size, at.sink, at.window))
             }
         })
     }
@@ -78,13 +108,15 @@ pub(crate) fn select_then_attend<B: Backend>(
     let mut parts = Vec::new();
     for (start, len) in crate::attend::query_chunks(shape.query_len, per_query) {
         let q_chunk = q.clone().narrow(2, start, len);
+        let chunk_positions = positions.shifted(start);
         if use_kernels {
             let at = KernelWindow {
                 first_position: positions.offset + start,
                 sink: budget.sink,
                 window: budget.window,
             };
-            let chosen = if heavy == 0 { None } else { scorer.kernel_top_k(start, len, at, heavy)? };
+            let chosen =
+                if heavy == 0 { None } else { scorer.kernel_heavy(start, len, &chunk_positions, at, heavy)? };
             if heavy == 0 || chosen.is_some() {
                 if let Some(out) = kernels::sparse_attention(&q_chunk, &k, &v, chosen.as_ref(), 1, at, scale)
                 {
@@ -93,10 +125,9 @@ pub(crate) fn select_then_attend<B: Backend>(
                 }
             }
         }
-        let chunk_positions = positions.shifted(start);
-        let scores = scorer.scores(start, len)?;
         let dims = [shape.batch, shape.query_heads, len];
-        let selection = budget_selection(scores, &chunk_positions, dims, budget, &q.device())?;
+        let chosen = scorer.heavy_selection(start, len, &chunk_positions, budget, heavy)?;
+        let selection = budget_union(chosen, &chunk_positions, dims, budget, &q.device())?;
         let chunk_shape = AttnShape { query_len: len, ..shape };
         parts.push(gather_attention_unchecked(
             q_chunk,

@@ -5,6 +5,8 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::method::{append_new_tokens, AttentionMethod};
+use super::registry::MethodEntry;
+use super::budget::{HeadLayout, KeyBudget};
 use super::sparse::{select_then_attend, Scorer};
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;
@@ -57,7 +59,22 @@ impl<B: Backend> AttentionMethod<B> for StreamingAttention {
         v: Tensor<B, 4>,
         cache: &mut KvCache<B>,
     ) -> AttnResult<AttnOutput<B>> {
-        let (k, v) = append_new_tokens(&q, k, v, None, cache)?;
+        let (k, v) = append_new_tokens(StreamingAttentionConfig::NAME, &q, k, v, cache)?;
         select_then_attend(q, k, v, &self.budget, self.scale, Scorer::None)
+    }
+}
+
+impl MethodEntry for StreamingAttentionConfig {
+    type Module<B: Backend> = StreamingAttention;
+    const NAME: &'static str = "streaming";
+    const DESCRIPTION: &'static str = "first `sink` + last `window` keys";
+
+    fn build<B: Backend>(&self, device: &B::Device) -> AttnResult<StreamingAttention> {
+        self.init::<B>(device)
+    }
+
+    /// The whole budget but the sink goes to the window.
+    fn for_budget(_heads: &HeadLayout, budget: &KeyBudget) -> Self {
+        Self::new().with_sink(budget.sink).with_window(budget.total - budget.sink)
     }
 }

@@ -4,21 +4,25 @@ mod budget;
 mod hip_mask;
 mod key_selection;
 mod lsh;
+mod pages;
 mod scores;
 mod sink_window;
 mod top_k;
 
 pub use budget::SparseBudget;
-pub use hip_mask::{hip_mask, oracle_block_recall, HipMask, HipMaskParams, Representative};
+pub use hip_mask::{hip_mask, HipMask, HipMaskParams, Representative};
+pub(crate) use hip_mask::int_tensor;
 pub use key_selection::KeySelection;
 pub use lsh::{gray_position, gray_positions, lsh_buckets, stable_order, stable_order_below};
+pub(crate) use pages::{candidate_page_scores, page_keys};
+pub use pages::{page_selection, PageBounds};
 pub use scores::exact_scores;
 pub use sink_window::{sink_selection, window_selection};
 pub use top_k::top_k_selection;
 
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::attend::QueryPositions;
+use crate::positions::QueryPositions;
 use crate::error::AttnResult;
 
 /// Sink + window + the top `heavy` keys by `scores`, merged without duplicates.
@@ -28,23 +32,40 @@ use crate::error::AttnResult;
 pub fn budget_selection<B: Backend>(
     scores: Option<Tensor<B, 4>>,
     positions: &QueryPositions,
-    [batch, heads, query_len]: [usize; 3],
+    dims: [usize; 3],
     budget: &SparseBudget,
     device: &B::Device,
 ) -> AttnResult<KeySelection<B>> {
-    let dims = [batch, heads, query_len];
-    let kv_len = positions.kv_len;
+    let heavy = match scores {
+        Some(scores) => {
+            let count = budget.heavy_count(positions.kv_len);
+            top_k_selection(scores, positions, budget.sink, budget.window, count)?
+        }
+        None => None,
+    };
+    budget_union(heavy, positions, dims, budget, device)
+}
+
+/// Sink + window + the given `heavy` keys (chosen outside sink and window), merged without
+/// duplicates.
+///
+/// - `heavy`: a selection `[batch, query_heads, query_len, n]`, or `None`
+/// - returns a selection `[batch, query_heads, query_len, n']`, keys sorted per query
+pub fn budget_union<B: Backend>(
+    heavy: Option<KeySelection<B>>,
+    positions: &QueryPositions,
+    dims: [usize; 3],
+    budget: &SparseBudget,
+    device: &B::Device,
+) -> AttnResult<KeySelection<B>> {
     let mut sets: Vec<KeySelection<B>> = Vec::with_capacity(3);
     sets.extend(sink_selection(positions, dims, budget.sink, device));
     sets.extend(window_selection(positions, dims, budget.sink, budget.window, device));
-    if let Some(scores) = scores {
-        let heavy = budget.heavy_count(kv_len);
-        sets.extend(top_k_selection(scores, positions, budget.sink, budget.window, heavy)?);
-    }
+    sets.extend(heavy);
     if sets.is_empty() {
         return Err(crate::error::AttnError::Config(
             "the budget selects no key: set sink, window or heavy".into(),
         ));
     }
-    KeySelection::union(sets, kv_len)
+    KeySelection::union(sets, positions.kv_len)
 }

@@ -3,7 +3,7 @@
 use burn::tensor::{backend::Backend, Int, Tensor};
 
 use super::key_selection::KeySelection;
-use crate::attend::QueryPositions;
+use crate::positions::QueryPositions;
 
 /// Last visible key of each query `0..query_len`, `[query_len, 1]`.
 fn last_visible<B: Backend>(
@@ -11,7 +11,7 @@ fn last_visible<B: Backend>(
     query_len: usize,
     device: &B::Device,
 ) -> Tensor<B, 2, Int> {
-    crate::attend::positions::last_visible_keys::<B>(positions, query_len, 1, device).reshape([query_len, 1])
+    crate::positions::last_visible_keys::<B>(positions, query_len, 1, device).reshape([query_len, 1])
 }
 
 /// The first `sink` keys (at most the context), each valid for the queries that may see it.

@@ -3,7 +3,7 @@
 use burn::tensor::{backend::Backend, Int, Tensor};
 
 use super::key_selection::KeySelection;
-use crate::attend::QueryPositions;
+use crate::positions::QueryPositions;
 use crate::error::{AttnError, AttnResult};
 
 /// The `k` highest-scoring keys of each query among the keys in `sink..=last - window`
@@ -30,7 +30,7 @@ pub fn top_k_selection<B: Backend>(
         return Ok(None);
     }
     let device = scores.device();
-    let last = crate::attend::positions::last_visible_keys::<B>(positions, query_len, 1, &device)
+    let last = crate::positions::last_visible_keys::<B>(positions, query_len, 1, &device)
         .reshape([query_len, 1])
         .expand([query_len, kv_len]);
     let keys = Tensor::<B, 1, Int>::arange(0..kv_len as i64, &device)

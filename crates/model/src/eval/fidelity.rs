@@ -5,7 +5,7 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use burn_sparse_attn_core::{dense_attention, AttentionMethod, AttnOptions, KvCache};
 use serde::Serialize;
 
-use super::suite::{settings, KeyBudget, Method};
+use super::suite::{head_layout, settings, KeyBudget, MethodKind};
 use crate::error::{ModelError, ModelResult};
 use crate::llama::{layer_attention, AttentionInputs, AttentionPlan, Llama};
 
@@ -19,7 +19,7 @@ pub struct FidelitySweep {
     /// Sparsity factors (8.0 attends to an eighth of the keys).
     pub sparsities: Vec<f64>,
     /// Sparse methods (dense is the reference and is skipped).
-    pub methods: Vec<Method>,
+    pub methods: Vec<MethodKind>,
     /// Trained HashAttention mappings (a folder per `HashMappings::save_dir`); random
     /// mappings when `None`.
     pub hash_mappings: Option<std::path::PathBuf>,
@@ -36,7 +36,7 @@ impl FidelitySweep {
 #[derive(Debug, Clone, Serialize)]
 pub struct FidelityRow {
     /// The method.
-    pub method: Method,
+    pub method: MethodKind,
     /// Sparsity factor.
     pub sparsity: f64,
     /// Keys each query attends to.
@@ -74,7 +74,7 @@ pub fn attention_fidelity<B: Backend>(
     let mut runs = Vec::new();
     for (method, sparsity) in settings(&sweep.methods, &sweep.sparsities).into_iter().skip(1) {
         let budget = KeyBudget::new(context, sparsity)?;
-        runs.push((method, sparsity, budget, method.config(&model.config, &budget)));
+        runs.push((method, sparsity, budget, method.config_for_budget(&head_layout(&model.config), &budget)));
     }
     let ids: Vec<i64> = tokens[..context].iter().map(|&t| t as i64).collect();
     let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, context]), device);

@@ -5,7 +5,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::score::{score_sequence, SequenceScore};
-use super::suite::{settings, KeyBudget, Method};
+use super::suite::{plan, settings, KeyBudget, MethodKind};
 use crate::error::{ModelError, ModelResult};
 use crate::llama::Llama;
 use burn::tensor::backend::Backend;
@@ -19,7 +19,7 @@ pub struct PerplexitySweep {
     /// Sparsity factors (8.0 attends to an eighth of the keys).
     pub sparsities: Vec<f64>,
     /// Methods; dense is always run (once per context) as the reference.
-    pub methods: Vec<Method>,
+    pub methods: Vec<MethodKind>,
     /// Layers kept dense in every method.
     pub dense_layers: Vec<usize>,
     /// Trained HashAttention mappings (a folder per `HashMappings::save_dir`); random
@@ -38,7 +38,7 @@ impl PerplexitySweep {
 #[derive(Debug, Clone, Serialize)]
 pub struct PerplexityRow {
     /// The method.
-    pub method: Method,
+    pub method: MethodKind,
     /// Tokens in the passage.
     pub context: usize,
     /// Sparsity factor (1 for dense).
@@ -75,7 +75,7 @@ pub fn perplexity_sweep<B: Backend>(
         let mut dense: Option<SequenceScore> = None;
         for (method, sparsity) in settings(&sweep.methods, &sweep.sparsities) {
             let budget = KeyBudget::new(context, sparsity)?;
-            let plan = method.plan(&model.config, &budget, &sweep.dense_layers, &sweep.hash_mappings);
+            let plan = plan(method, &model.config, &budget, &sweep.dense_layers, &sweep.hash_mappings);
             model.set_attention(&plan, device)?;
             let start = Instant::now();
             let score = score_sequence(model, passage, context / 2, device)?;
@@ -83,7 +83,7 @@ pub fn perplexity_sweep<B: Backend>(
                 method,
                 context,
                 sparsity,
-                keys_per_query: if method == Method::Dense { context } else { budget.total },
+                keys_per_query: if method == MethodKind::Dense { context } else { budget.total },
                 perplexity: score.perplexity(),
                 agreement_with_dense: dense.as_ref().map_or(1.0, |d| score.agreement(d)),
                 seconds: start.elapsed().as_secs_f64(),

@@ -4,7 +4,7 @@ use burn::tensor::backend::Backend;
 use burn_sparse_attn_core::synthetic::SplitMix64;
 use serde::Serialize;
 
-use super::suite::{settings, KeyBudget, Method};
+use super::suite::{plan, settings, KeyBudget, MethodKind};
 use crate::error::{ModelError, ModelResult};
 use crate::llama::Llama;
 use crate::passkey::{passkey_prompt, retrieves_passkey};
@@ -21,7 +21,7 @@ pub struct PasskeySweep {
     /// Sparsity factors (8.0 attends to an eighth of the keys).
     pub sparsities: Vec<f64>,
     /// Methods; dense is always run (once per context) as the reference.
-    pub methods: Vec<Method>,
+    pub methods: Vec<MethodKind>,
     /// Passkeys per context and depth.
     pub trials: usize,
     /// Layers kept dense in every method.
@@ -44,7 +44,7 @@ impl PasskeySweep {
 #[derive(Debug, Clone, Serialize)]
 pub struct PasskeyRow {
     /// The method.
-    pub method: Method,
+    pub method: MethodKind,
     /// Prompt length in tokens.
     pub context: usize,
     /// Sparsity factor (1 for dense).
@@ -77,7 +77,7 @@ pub fn passkey_sweep<B: Backend>(
     for &context in &sweep.contexts {
         for &(method, sparsity) in &runs {
             let budget = KeyBudget::new(context, sparsity)?;
-            let plan = method.plan(&model.config, &budget, &sweep.dense_layers, &sweep.hash_mappings);
+            let plan = plan(method, &model.config, &budget, &sweep.dense_layers, &sweep.hash_mappings);
             model.set_attention(&plan, device)?;
             for &depth in &sweep.depths {
                 let mut found = 0;

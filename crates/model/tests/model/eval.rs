@@ -3,11 +3,11 @@
 
 use crate::common::{book_tokens, dense_model};
 use burn_sparse_attn_model::eval::{
-    attention_fidelity, passkey_sweep, perplexity_sweep, FidelitySweep, KeyBudget, Method, PasskeySweep,
+    attention_fidelity, passkey_sweep, perplexity_sweep, FidelitySweep, KeyBudget, MethodKind, PasskeySweep,
     PerplexitySweep,
 };
 
-const SPARSE: [Method; 5] = [Method::Streaming, Method::OracleTopK, Method::Hip, Method::Hyper, Method::Hash];
+const SPARSE: [MethodKind; 5] = [MethodKind::Streaming, MethodKind::OracleTopK, MethodKind::Hip, MethodKind::Hyper, MethodKind::Hash];
 
 #[test]
 fn fidelity_is_exact_at_full_budget_and_the_oracle_keeps_the_most_mass() {
@@ -28,19 +28,19 @@ fn fidelity_is_exact_at_full_budget_and_the_oracle_keeps_the_most_mass() {
     }
     let half: Vec<_> = rows.iter().filter(|r| r.sparsity == 2.0).collect();
     for layer in 0..model.layers.len() {
-        let recall = |m: Method| half.iter().find(|r| r.layer == layer && r.method == m).unwrap().mass_recall;
-        let oracle = recall(Method::OracleTopK).unwrap();
+        let recall = |m: MethodKind| half.iter().find(|r| r.layer == layer && r.method == m).unwrap().mass_recall;
+        let oracle = recall(MethodKind::OracleTopK).unwrap();
         assert!(oracle <= 1.0 + 1e-4, "layer {layer}: {oracle}");
-        for method in [Method::Streaming, Method::Hip, Method::Hash] {
+        for method in [MethodKind::Streaming, MethodKind::Hip, MethodKind::Hash] {
             assert!(recall(method).unwrap() <= oracle + 1e-4, "layer {layer}: {method} beats the oracle");
         }
-        assert!(recall(Method::Hyper).is_none());
+        assert!(recall(MethodKind::Hyper).is_none());
     }
-    let mean_error = |m: Method| {
+    let mean_error = |m: MethodKind| {
         let errors: Vec<f64> = half.iter().filter(|r| r.method == m).map(|r| r.relative_error).collect();
         errors.iter().sum::<f64>() / errors.len() as f64
     };
-    assert!(mean_error(Method::OracleTopK) < mean_error(Method::Streaming));
+    assert!(mean_error(MethodKind::OracleTopK) < mean_error(MethodKind::Streaming));
 }
 
 #[test]
@@ -59,7 +59,7 @@ fn perplexity_sweep_equals_dense_at_full_budget_and_rejects_long_contexts() {
     let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |_| {}).unwrap();
     assert_eq!(rows.len(), sweep.runs());
     let dense = rows[0].perplexity;
-    assert_eq!(rows[0].method, Method::Dense);
+    assert_eq!(rows[0].method, MethodKind::Dense);
     for row in &rows {
         assert!((row.perplexity - dense).abs() < 1e-3 * dense, "{row:?} vs dense {dense}");
         assert_eq!(row.agreement_with_dense, 1.0, "{row:?}");
@@ -76,7 +76,7 @@ fn passkey_sweep_counts_what_each_method_finds() {
         contexts: vec![256],
         depths: vec![0.2],
         sparsities: vec![1.0, 3.0],
-        methods: vec![Method::Streaming],
+        methods: vec![MethodKind::Streaming],
         trials: 2,
         dense_layers: vec![],
         hash_mappings: None,
@@ -94,10 +94,10 @@ fn passkey_sweep_counts_what_each_method_finds() {
 
 #[test]
 fn methods_and_budgets_reject_bad_input_clearly() {
-    let error = "flash".parse::<Method>().unwrap_err().to_string();
+    let error = "flash".parse::<MethodKind>().unwrap_err().to_string();
     assert!(error.contains("unknown method \"flash\"") && error.contains("oracle-top-k"), "{error}");
-    for method in Method::ALL {
-        assert_eq!(method.name().parse::<Method>().unwrap(), method);
+    for &method in MethodKind::ALL {
+        assert_eq!(method.name().parse::<MethodKind>().unwrap(), method);
     }
     assert!(KeyBudget::new(1000, 0.5).unwrap_err().to_string().contains(">= 1"));
     assert!(KeyBudget::new(1000, f64::NAN).is_err());
@@ -114,7 +114,7 @@ fn trained_hash_mappings_keep_more_attention_mass_than_random_ones() {
     let tokens = book_tokens(&tokenizer, context);
     let mean_recall = |model: &mut burn_sparse_attn_model::Llama<crate::common::B>, hash_mappings| {
         let sweep =
-            FidelitySweep { context, sparsities: vec![2.0], methods: vec![Method::Hash], hash_mappings };
+            FidelitySweep { context, sparsities: vec![2.0], methods: vec![MethodKind::Hash], hash_mappings };
         let rows = attention_fidelity(model, &tokens, &sweep, &Default::default(), |_| {}).unwrap();
         rows.iter().filter_map(|r| r.mass_recall).sum::<f64>() / rows.len() as f64
     };

@@ -4,10 +4,8 @@
 
 use burn::tensor::{backend::Backend, IndexingUpdateOp, Int, Tensor, TensorData};
 
-use super::merge::merge;
-use super::options::AttnOptions;
-use super::output::AttnOutput;
-use super::softmax::masked_softmax;
+use crate::attend::softmax::masked_softmax;
+use crate::attend::{merge, AttnOptions, AttnOutput};
 use crate::error::AttnResult;
 use crate::select::{gray_positions, lsh_buckets, stable_order_below};
 
@@ -121,7 +119,7 @@ fn sampled_attention<B: Backend>(
     let m = params.sample_size;
     let device = q.device();
     let seed = params.seed ^ (nq as u64).wrapping_mul(0x9E37_79B9) ^ (nk as u64).rotate_left(32);
-    let mut rng = crate::synthetic::SplitMix64::new(seed);
+    let mut rng = crate::rng::SplitMix64::new(seed);
     let samples: Vec<i64> = (0..b * h * m).map(|_| rng.below(nk) as i64).collect();
     let samples = Tensor::<B, 3, Int>::from_data(TensorData::new(samples, [b, h, m]), &device);
     let pick =
@@ -155,7 +153,7 @@ pub fn hyper_attention_causal<B: Backend>(
     let n = q.dims()[2];
     if n <= params.min_seq_len.max(1) {
         let options = AttnOptions::causal().with_scale(params.scale);
-        return super::dense::dense_attention(q, k, v, &options);
+        return crate::attend::dense_attention(q, k, v, &options);
     }
     let (q, k, v) = (pad_rows(q, n + n % 2), pad_rows(k, n + n % 2), pad_rows(v, n + n % 2));
     let half = q.dims()[2] / 2;

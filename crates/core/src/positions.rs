@@ -1,8 +1,35 @@
-//! Position tensors: which keys each query may see.
+//! Where queries sit among the keys, and which keys each query may see: shared by
+//! selection (which keys to choose) and attention (which keys to mask).
 
 use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
-use super::options::QueryPositions;
+/// Where each query sits among the keys, resolved from [`AttnOptions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryPositions {
+    /// Position of query 0 (causal only).
+    pub offset: usize,
+    /// Whether future keys are hidden.
+    pub causal: bool,
+    /// Number of keys.
+    pub kv_len: usize,
+}
+
+impl QueryPositions {
+    /// The last key that query `i` may see.
+    pub fn last_visible(&self, i: usize) -> usize {
+        if self.causal {
+            self.offset + i
+        } else {
+            self.kv_len - 1
+        }
+    }
+
+    /// The same positions for the queries `start..` of this call.
+    pub fn shifted(&self, start: usize) -> Self {
+        Self { offset: self.offset + start, ..*self }
+    }
+}
+
 
 /// Last visible key of each query `0..len`, repeated for `groups` grouped heads:
 /// `[groups * len]` (see `group_heads`).

@@ -4,8 +4,14 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
+mod estimator;
+
+pub use estimator::{hyper_attention_causal, hyper_attention_non_causal, HyperParams};
+
 use super::method::{append_new_tokens, check_new_tokens, AttentionMethod};
-use crate::attend::{dense_attention, hyper_attention_causal, AttnOptions, AttnOutput, HyperParams};
+use super::registry::MethodEntry;
+use super::budget::{HeadLayout, KeyBudget};
+use crate::attend::{dense_attention, AttnOptions, AttnOutput};
 use crate::cache::KvCache;
 use crate::error::{AttnError, AttnResult};
 
@@ -111,11 +117,32 @@ impl<B: Backend> AttentionMethod<B> for HyperAttention<B> {
         }
         let params = self.params(head_dim);
         let first = cache.is_empty();
-        let (k, v) = append_new_tokens(&q, k, v, None, cache)?;
+        let (k, v) = append_new_tokens(HyperAttentionConfig::NAME, &q, k, v, cache)?;
         if first && q.dims()[2] > 1 {
             return hyper_attention_causal(q, k, v, self.projections.val(), &params);
         }
         // Decode (or a chunk after a prefill): exact over the cache.
         dense_attention(q, k, v, &AttnOptions::causal().with_scale(params.scale))
+    }
+}
+
+impl MethodEntry for HyperAttentionConfig {
+    type Module<B: Backend> = HyperAttention<B>;
+    const NAME: &'static str = "hyper";
+    const DESCRIPTION: &'static str =
+        "exact blocks of an LSH-sorted order + sampled columns; causal by recursive halving; exact decode";
+    const ATTENDS_KEY_SUBSET: bool = false;
+
+    fn build<B: Backend>(&self, device: &B::Device) -> AttnResult<HyperAttention<B>> {
+        self.init(device)
+    }
+
+    /// Half the budget to the sorted block, half to the samples; approximate from the
+    /// budget's length on.
+    fn for_budget(heads: &HeadLayout, budget: &KeyBudget) -> Self {
+        Self::new(heads.head_dim)
+            .with_block_size(budget.total / 2)
+            .with_sample_size(budget.total / 2)
+            .with_min_seq_len(budget.total)
     }
 }
