@@ -117,7 +117,9 @@ const MAX_SHARED_QUERY_VALUES: usize = 4096;
 /// Whether [`child_scores`] runs these sizes: its representative queries
 /// (`block_size_q / stride_q` of `head_dim` values) must fit its shared memory.
 pub fn supports(block_size_q: usize, stride_q: usize, head_dim: usize) -> bool {
-    stride_q > 0 && block_size_q.is_multiple_of(stride_q) && (block_size_q / stride_q) * head_dim <= MAX_SHARED_QUERY_VALUES
+    stride_q > 0
+        && block_size_q.is_multiple_of(stride_q)
+        && (block_size_q / stride_q) * head_dim <= MAX_SHARED_QUERY_VALUES
 }
 
 /// HiP child scores ([`supports`] says which sizes it runs).

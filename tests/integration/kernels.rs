@@ -9,11 +9,14 @@ use burn::module::Module;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use burn_sparse_attn::kernels::{self, KernelWindow};
-use burn_sparse_attn::select::{budget_selection, exact_scores, top_k_selection};
+use burn_sparse_attn::select::{
+    budget_selection, budget_union, exact_scores, page_selection, top_k_selection, PageBounds,
+};
 use burn_sparse_attn::synthetic::{normal_values, SplitMix64};
 use burn_sparse_attn::{
     gather_attention, AttentionMethod, AttnOutput, HashAttention, HashAttentionConfig, HashMappingConfig,
-    KeySelection, KvCache, OracleTopKConfig, QueryPositions, SparseBudget, StreamingAttentionConfig,
+    KeySelection, KvCache, OracleTopKConfig, QueryPositions, QuestConfig, SparseBudget,
+    StreamingAttentionConfig,
 };
 
 pub(crate) type Ref = NdArray<f32>;
@@ -264,6 +267,32 @@ fn methods_match_reference<G: Backend>(device: &G::Device, tolerance: f32, exact
         let selection = budget_selection(Some(scores), &positions, [1, heads, len], &budget, device).unwrap();
         let expected = gather_attention(q.clone(), k.clone(), v.clone(), &selection, scale).unwrap();
         assert_close("oracle", &floats(expected.output), &floats(got.output), tolerance);
+
+        // Quest: the kernels' page top-k and attention against the reference page selection
+        // of the same device's page bounds, in prefill and decode.
+        let (page_size, sink, window, heavy) = (8, 3, 13, 40.0);
+        let quest = QuestConfig::new()
+            .with_page_size(page_size)
+            .with_sink(sink)
+            .with_window(window)
+            .with_heavy(heavy)
+            .init::<Ref>(&Default::default())
+            .unwrap();
+        let budget = SparseBudget { sink, window, heavy };
+        let mut cache = KvCache::new();
+        for (start, len) in [(0, prefill), (prefill, 1), (prefill + 1, 2)] {
+            let part = |t: &Tensor<G, 4>| t.clone().narrow(2, start, len);
+            let got = floats(quest.forward_cached(part(&q), part(&k), part(&v), &mut cache).unwrap().output);
+            let kv_len = start + len;
+            let positions = QueryPositions { offset: start, causal: true, kv_len };
+            let scores = cache.state::<PageBounds<G>>().unwrap().scores(part(&q));
+            let pages = (heavy as usize).div_ceil(page_size);
+            let chosen = page_selection(scores, &positions, page_size, sink, window, pages);
+            let selection = budget_union(Some(chosen), &positions, [1, heads, len], &budget, device).unwrap();
+            let (keys, values) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+            let expected = gather_attention(part(&q), keys, values, &selection, scale).unwrap();
+            assert_close(&format!("quest at {start}"), &floats(expected.output), &got, tolerance);
+        }
 
         let mapping = HashMappingConfig::new(32, heads, kv_heads).with_hidden(16).with_layers(2);
         let config = HashAttentionConfig::new(mapping).with_sink(4).with_window(16).with_heavy(0.125);

@@ -5,8 +5,8 @@ use crate::common::*;
 use burn::tensor::Tensor;
 use burn_sparse_attn::{
     Attention, AttentionConfig, AttentionMethod, AttnError, AttnOutput, DenseAttentionConfig,
-    HashAttentionConfig, HashMappingConfig, HipAttentionConfig, KvCache, OracleTopKConfig, QuestConfig,
-    StreamingAttentionConfig,
+    HashAttentionConfig, HashMappingConfig, HeadLayout, HipAttentionConfig, KeyBudget, KvCache, MethodKind,
+    OracleTopKConfig, QuestConfig, StreamingAttentionConfig,
 };
 
 fn hash_config(dims: &Dims, shared: bool, heavy: f64) -> AttentionConfig {
@@ -26,7 +26,9 @@ fn covering_methods(dims: &Dims, len: usize) -> Vec<AttentionConfig> {
         ),
         hash_config(dims, false, 1.0),
         hash_config(dims, true, 1.0),
-        AttentionConfig::Quest(QuestConfig::new().with_page_size(3).with_sink(1).with_window(2).with_heavy(1.0)),
+        AttentionConfig::Quest(
+            QuestConfig::new().with_page_size(3).with_sink(1).with_window(2).with_heavy(1.0),
+        ),
         AttentionConfig::Quest(QuestConfig::new().with_sink(0).with_window(0).with_heavy(len as f64)),
         // HiP attends densely while the context fits its budget.
         AttentionConfig::Hip(HipAttentionConfig::new().with_mask_k(2 * len).with_block_size_q(4)),
@@ -99,7 +101,9 @@ fn small_budgets_differ_from_dense() {
         AttentionConfig::Streaming(StreamingAttentionConfig::new().with_sink(1).with_window(2)),
         AttentionConfig::OracleTopK(OracleTopKConfig::new().with_sink(1).with_window(1).with_heavy(2.0)),
         hash_config(&dims, false, 2.0),
-        AttentionConfig::Quest(QuestConfig::new().with_page_size(2).with_sink(1).with_window(1).with_heavy(2.0)),
+        AttentionConfig::Quest(
+            QuestConfig::new().with_page_size(2).with_sink(1).with_window(1).with_heavy(2.0),
+        ),
     ] {
         let method = config.init::<B>(&device()).unwrap();
         let out = method.forward(q.clone(), k.clone(), v.clone()).unwrap();
@@ -192,6 +196,12 @@ fn cache_misuse_gives_clear_errors() {
     let err = hash.decode(step(&q), step(&k), step(&v), &mut cache).unwrap_err();
     assert!(matches!(err, AttnError::Cache(_)), "{err}");
 
+    // A cache filled by one method cannot be continued by another.
+    let mut hashed = KvCache::new();
+    hash.prefill(q.clone(), k.clone(), v.clone(), &mut hashed).unwrap();
+    let err = method.decode(step(&q), step(&k), step(&v), &mut hashed).unwrap_err();
+    assert!(err.to_string().contains("hash") && err.to_string().contains("oracle-top-k"), "{err}");
+
     // Keys of another head size.
     let err =
         method.decode(step(&q), randn([2, 1, 1, 4], 0), randn([2, 1, 1, 6], 0), &mut cache).unwrap_err();
@@ -202,6 +212,25 @@ fn cache_misuse_gives_clear_errors() {
         .decode(step(&q), k.clone().narrow(2, 0, 2), v.clone().narrow(2, 0, 2), &mut cache)
         .unwrap_err();
     assert!(matches!(err, AttnError::Shape { name: "k", .. }), "{err}");
+}
+
+#[test]
+fn the_registry_names_every_method_once_and_builds_each_for_a_budget() {
+    let heads = HeadLayout { head_dim: 8, query_heads: 4, kv_heads: 2 };
+    let budget = KeyBudget::new(1024, 8.0).unwrap();
+    let mut names = std::collections::HashSet::new();
+    for &kind in MethodKind::ALL {
+        assert!(names.insert(kind.name()), "{kind} named twice");
+        assert_eq!(kind.name().parse::<MethodKind>().unwrap(), kind);
+        assert!(!kind.description().is_empty());
+        let config = kind.config_for_budget(&heads, &budget);
+        assert_eq!(config.kind(), kind);
+        assert_eq!(config.init::<B>(&device()).unwrap().kind(), kind);
+    }
+    assert_eq!(MethodKind::sparse().len(), MethodKind::ALL.len() - 1);
+    assert!(!MethodKind::sparse().contains(&MethodKind::Dense));
+    let err = "flash".parse::<MethodKind>().unwrap_err().to_string();
+    assert!(err.contains("flash") && err.contains("quest"), "{err}");
 }
 
 #[test]

@@ -18,7 +18,8 @@ const PAGES: usize = 3;
 /// Per KV head and page: element-wise min and max of its keys, by loops.
 fn direct_bounds(k: &[f32], [b, h, t, d]: [usize; 4]) -> (Vec<f32>, Vec<f32>) {
     let pages = t.div_ceil(PAGE);
-    let (mut min, mut max) = (vec![f32::INFINITY; b * h * pages * d], vec![f32::NEG_INFINITY; b * h * pages * d]);
+    let (mut min, mut max) =
+        (vec![f32::INFINITY; b * h * pages * d], vec![f32::NEG_INFINITY; b * h * pages * d]);
     for row in 0..b * h {
         for j in 0..t {
             for e in 0..d {
@@ -127,8 +128,10 @@ fn quest_picks_the_pages_a_direct_computation_says() {
         let width = indices.len() / expected.len();
         for (r, row) in expected.iter().enumerate() {
             let i = r % dims.query_len;
-            let mut got: Vec<usize> =
-                (0..width).filter(|&c| valid[r * width + c]).map(|c| indices[r * width + c] as usize).collect();
+            let mut got: Vec<usize> = (0..width)
+                .filter(|&c| valid[r * width + c])
+                .map(|c| indices[r * width + c] as usize)
+                .collect();
             got.sort();
             let want: Vec<usize> = row.iter().copied().filter(|&j| j >= SINK && j + WINDOW <= i).collect();
             assert_eq!(got, want, "{dims:?} row {r}");
@@ -154,7 +157,8 @@ fn quest_picks_the_pages_a_direct_computation_says() {
 fn the_cache_keeps_the_page_bounds_of_every_key() {
     let dims = quest_dims()[0];
     let (q, k, v) = dims.qkv(7);
-    let method = AttentionConfig::Quest(QuestConfig::new().with_page_size(PAGE)).init::<B>(&device()).unwrap();
+    let method =
+        AttentionConfig::Quest(QuestConfig::new().with_page_size(PAGE)).init::<B>(&device()).unwrap();
     let mut cache = KvCache::new();
     let part = |x: &Tensor<B, 4>, s: usize, l: usize| x.clone().narrow(2, s, l);
     method.prefill(part(&q, 0, 5), part(&k, 0, 5), part(&v, 0, 5), &mut cache).unwrap();

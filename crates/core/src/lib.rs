@@ -31,10 +31,10 @@ pub use finite::ensure_finite;
 pub use hash::{HashActivation, HashMapping, HashMappingConfig, HashMappings, HashMappingsConfig};
 pub use kernels::{kernel_path, kernels_active, KernelPath};
 pub use methods::{
-    hyper_attention_causal, Attention, AttentionConfig, AttentionMethod, DenseAttention, DenseAttentionConfig,
-    HashAttention, HashAttentionConfig, HeadLayout, HipAttention, HipAttentionConfig, HyperAttention,
-    HyperAttentionConfig, KeyBudget, MethodEntry, MethodKind, OracleTopKAttention, OracleTopKConfig,
-    QuestAttention, QuestConfig, StreamingAttention, StreamingAttentionConfig,
+    hyper_attention_causal, Attention, AttentionConfig, AttentionMethod, DenseAttention,
+    DenseAttentionConfig, HashAttention, HashAttentionConfig, HeadLayout, HipAttention, HipAttentionConfig,
+    HyperAttention, HyperAttentionConfig, KeyBudget, MethodEntry, MethodKind, OracleTopKAttention,
+    OracleTopKConfig, QuestAttention, QuestConfig, StreamingAttention, StreamingAttentionConfig,
 };
 pub use select::{KeySelection, SparseBudget};
 pub use shape::AttnShape;

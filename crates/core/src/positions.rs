@@ -30,7 +30,6 @@ impl QueryPositions {
     }
 }
 
-
 /// Last visible key of each query `0..len`, repeated for `groups` grouped heads:
 /// `[groups * len]` (see `group_heads`).
 pub(crate) fn last_visible_keys<B: Backend>(

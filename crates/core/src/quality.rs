@@ -32,7 +32,8 @@ pub fn oracle_block_recall<B: Backend>(
     // Keys at or past a query block's range end are the window's, not the mask's.
     let row_ends: Vec<i64> =
         mask.range_ends.iter().flat_map(|&e| std::iter::repeat_n(e as i64, bq)).collect();
-    let row_ends = crate::select::int_tensor::<B, 2>(row_ends, [nq * bq, 1], &device).expand([nq * bq, nk * bk]);
+    let row_ends =
+        crate::select::int_tensor::<B, 2>(row_ends, [nq * bq, 1], &device).expand([nq * bq, nk * bk]);
     let key_pos = Tensor::<B, 1, Int>::arange(lo as i64..(lo + nk * bk) as i64, &device)
         .reshape([1, nk * bk])
         .expand([nq * bq, nk * bk]);
@@ -43,8 +44,11 @@ pub fn oracle_block_recall<B: Backend>(
     let block_first = Tensor::<B, 1, Int>::arange_step(lo as i64..(lo + nk * bk) as i64, bk, &device)
         .reshape([1, 1, 1, nk])
         .expand([b, hq, nq, nk]);
-    let ends =
-        crate::select::int_tensor::<B, 4>(mask.range_ends.iter().map(|&e| e as i64).collect(), [1, 1, nq, 1], &device);
+    let ends = crate::select::int_tensor::<B, 4>(
+        mask.range_ends.iter().map(|&e| e as i64).collect(),
+        [1, 1, nq, 1],
+        &device,
+    );
     let outside = block_first.clone().greater_equal(ends.expand([b, hq, nq, nk]));
     let (_, best) = pooled.mask_fill(outside, f32::NEG_INFINITY).topk_with_indices(kb.min(nk), 3);
     let oracle = block_first.gather(3, best);

@@ -4,12 +4,12 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::chunks::query_chunks;
 use super::options::AttnOptions;
-use crate::positions::QueryPositions;
 use super::output::AttnOutput;
-use crate::positions::{future_mask, last_visible_keys};
 use super::softmax::masked_softmax;
 use crate::error::AttnResult;
 use crate::kernels::{self, KernelWindow};
+use crate::positions::QueryPositions;
+use crate::positions::{future_mask, last_visible_keys};
 use crate::shape::{group_heads, ungroup_heads, AttnShape};
 
 /// Exact softmax attention.

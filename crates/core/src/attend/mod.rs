@@ -8,11 +8,11 @@ mod options;
 mod output;
 pub(crate) mod softmax;
 
+pub use crate::positions::QueryPositions;
 pub(crate) use chunks::{query_chunks, query_chunks_within, MAX_GPU_CHUNK_ELEMENTS};
 pub use dense::dense_attention;
 pub use gather::gather_attention;
 pub(crate) use gather::gather_attention_unchecked;
 pub use merge::merge;
-pub use crate::positions::QueryPositions;
 pub use options::AttnOptions;
 pub use output::AttnOutput;

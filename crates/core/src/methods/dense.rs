@@ -4,9 +4,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
+use super::budget::{HeadLayout, KeyBudget};
 use super::method::{append_new_tokens, AttentionMethod};
 use super::registry::MethodEntry;
-use super::budget::{HeadLayout, KeyBudget};
 use crate::attend::{dense_attention, AttnOptions, AttnOutput};
 use crate::cache::KvCache;
 use crate::error::AttnResult;

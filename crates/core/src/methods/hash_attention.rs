@@ -4,9 +4,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Int, Tensor};
 
+use super::budget::{HeadLayout, KeyBudget};
 use super::method::{append_new_tokens, check_new_tokens, AttentionMethod};
 use super::registry::MethodEntry;
-use super::budget::{HeadLayout, KeyBudget};
 use super::sparse::{select_then_attend, Scorer};
 use crate::attend::AttnOptions;
 use crate::attend::AttnOutput;
@@ -128,7 +128,8 @@ impl<B: Backend> HashAttention<B> {
 impl MethodEntry for HashAttentionConfig {
     type Module<B: Backend> = HashAttention<B>;
     const NAME: &'static str = "hash";
-    const DESCRIPTION: &'static str = "sink + window + top `heavy` keys by matching bits of learned signatures";
+    const DESCRIPTION: &'static str =
+        "sink + window + top `heavy` keys by matching bits of learned signatures";
 
     fn build<B: Backend>(&self, device: &B::Device) -> AttnResult<HashAttention<B>> {
         self.init(device)

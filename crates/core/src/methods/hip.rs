@@ -5,9 +5,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
+use super::budget::{HeadLayout, KeyBudget};
 use super::method::{append_new_tokens, AttentionMethod};
 use super::registry::MethodEntry;
-use super::budget::{HeadLayout, KeyBudget};
 use crate::attend::{
     dense_attention, gather_attention_unchecked, query_chunks, query_chunks_within, AttnOptions, AttnOutput,
     QueryPositions, MAX_GPU_CHUNK_ELEMENTS,

@@ -4,9 +4,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
+use super::budget::{HeadLayout, KeyBudget};
 use super::method::{append_new_tokens, AttentionMethod};
 use super::registry::MethodEntry;
-use super::budget::{HeadLayout, KeyBudget};
 use super::sparse::{select_then_attend, Scorer};
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;

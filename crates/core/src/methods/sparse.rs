@@ -70,13 +70,17 @@ impl<B: Backend> Scorer<'_, B> {
                 kernels::top_k_by_signatures(&query.clone().narrow(2, start, len), key, 1, at, heavy)
             }
             Scorer::Pages { score, page_size } => {
-                let scores = candidate_page_scores(score(start, len)?, positions, *page_size, at.sink, at.window);
+                let scores =
+                    candidate_page_scores(score(start, len)?, positions, *page_size, at.sink, at.window);
                 let [b, h, t, pages] = scores.dims();
                 // One row per query, every page visible: the candidates are already masked.
                 let every_page = KernelWindow { first_position: pages - 1, sink: 0, window: 0 };
                 let wanted = heavy.div_ceil(*page_size).min(pages);
-                kernels::top_k_by_scores(&scores.reshape([b, h * t, 1, pages]), every_page, wanted)
-                    .map(|best| page_keys(best.reshape([b, h, t, wanted]), positions, *page_size, at.sink, at.window))
+                kernels::top_k_by_scores(&scores.reshape([b, h * t, 1, pages]), every_page, wanted).map(
+                    |best| {
+                        page_keys(best.reshape([b, h, t, wanted]), positions, *page_size, at.sink, at.window)
+                    },
+                )
             }
         })
     }
@@ -115,8 +119,11 @@ pub(crate) fn select_then_attend<B: Backend>(
                 sink: budget.sink,
                 window: budget.window,
             };
-            let chosen =
-                if heavy == 0 { None } else { scorer.kernel_heavy(start, len, &chunk_positions, at, heavy)? };
+            let chosen = if heavy == 0 {
+                None
+            } else {
+                scorer.kernel_heavy(start, len, &chunk_positions, at, heavy)?
+            };
             if heavy == 0 || chosen.is_some() {
                 if let Some(out) = kernels::sparse_attention(&q_chunk, &k, &v, chosen.as_ref(), 1, at, scale)
                 {

@@ -10,9 +10,9 @@
 use burn::tensor::{backend::Backend, Bool, ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::positions::QueryPositions;
 use crate::error::{AttnError, AttnResult};
 use crate::kernels::{self, KernelWindow};
+use crate::positions::QueryPositions;
 
 /// Which key block of an interval stands for it when the interval is scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,8 +10,8 @@ mod sink_window;
 mod top_k;
 
 pub use budget::SparseBudget;
-pub use hip_mask::{hip_mask, HipMask, HipMaskParams, Representative};
 pub(crate) use hip_mask::int_tensor;
+pub use hip_mask::{hip_mask, HipMask, HipMaskParams, Representative};
 pub use key_selection::KeySelection;
 pub use lsh::{gray_position, gray_positions, lsh_buckets, stable_order, stable_order_below};
 pub(crate) use pages::{candidate_page_scores, page_keys};
@@ -22,8 +22,8 @@ pub use top_k::top_k_selection;
 
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::positions::QueryPositions;
 use crate::error::AttnResult;
+use crate::positions::QueryPositions;
 
 /// Sink + window + the top `heavy` keys by `scores`, merged without duplicates.
 ///

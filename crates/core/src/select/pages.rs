@@ -110,12 +110,10 @@ fn candidate_pages<B: Backend>(
     let end = first.clone().add_scalar(page_size as i64 - 1);
     // Candidates are sink..=last - window; a page qualifies when it overlaps that range.
     let highest = last.sub_scalar(window as i64);
-    first.lower_equal(highest.clone()).bool_and(end.greater_equal_elem(sink as i64)).reshape([
-        1,
-        1,
-        query_len,
-        pages,
-    ])
+    first
+        .lower_equal(highest.clone())
+        .bool_and(end.greater_equal_elem(sink as i64))
+        .reshape([1, 1, query_len, pages])
 }
 
 /// Page scores with non-candidate pages at `-inf`, `[batch, heads, query_len, pages]`.

@@ -3,8 +3,8 @@
 use burn::tensor::{backend::Backend, Int, Tensor};
 
 use super::key_selection::KeySelection;
-use crate::positions::QueryPositions;
 use crate::error::{AttnError, AttnResult};
+use crate::positions::QueryPositions;
 
 /// The `k` highest-scoring keys of each query among the keys in `sink..=last - window`
 /// (causal) that sink and window leave out.

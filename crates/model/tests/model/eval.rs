@@ -7,7 +7,8 @@ use burn_sparse_attn_model::eval::{
     PerplexitySweep,
 };
 
-const SPARSE: [MethodKind; 5] = [MethodKind::Streaming, MethodKind::OracleTopK, MethodKind::Hip, MethodKind::Hyper, MethodKind::Hash];
+const SPARSE: [MethodKind; 5] =
+    [MethodKind::Streaming, MethodKind::OracleTopK, MethodKind::Hip, MethodKind::Hyper, MethodKind::Hash];
 
 #[test]
 fn fidelity_is_exact_at_full_budget_and_the_oracle_keeps_the_most_mass() {
@@ -28,7 +29,8 @@ fn fidelity_is_exact_at_full_budget_and_the_oracle_keeps_the_most_mass() {
     }
     let half: Vec<_> = rows.iter().filter(|r| r.sparsity == 2.0).collect();
     for layer in 0..model.layers.len() {
-        let recall = |m: MethodKind| half.iter().find(|r| r.layer == layer && r.method == m).unwrap().mass_recall;
+        let recall =
+            |m: MethodKind| half.iter().find(|r| r.layer == layer && r.method == m).unwrap().mass_recall;
         let oracle = recall(MethodKind::OracleTopK).unwrap();
         assert!(oracle <= 1.0 + 1e-4, "layer {layer}: {oracle}");
         for method in [MethodKind::Streaming, MethodKind::Hip, MethodKind::Hash] {

@@ -8,9 +8,9 @@ mod estimator;
 
 pub use estimator::{hyper_attention_causal, hyper_attention_non_causal, HyperParams};
 
+use super::budget::{HeadLayout, KeyBudget};
 use super::method::{append_new_tokens, check_new_tokens, AttentionMethod};
 use super::registry::MethodEntry;
-use super::budget::{HeadLayout, KeyBudget};
 use crate::attend::{dense_attention, AttnOptions, AttnOutput};
 use crate::cache::KvCache;
 use crate::error::{AttnError, AttnResult};
