@@ -17,7 +17,7 @@ use burn_cubecl::{
 use cubecl::prelude::*;
 
 use crate::grid::cube_count;
-use crate::sparse_attention::SparseAttentionOutput;
+use crate::softmax::{log_sum_exp, no_logit, normalized, rescale, weight, SparseAttentionOutput};
 use crate::vectors::row_vector_width;
 
 /// Keys per tile, and units per cube.
@@ -129,7 +129,7 @@ fn block_attention_kernel<F: Float, N: Size>(
         q_tile[i] = x;
     }
     if unit < queries {
-        row_max[unit] = f32::new(-1.0e30);
+        row_max[unit] = no_logit();
         row_sum[unit] = 0.0f32;
     }
     #[unroll]
@@ -188,7 +188,7 @@ fn block_attention_kernel<F: Float, N: Size>(
         #[unroll]
         for g in 0..queries {
             let pos = first_pos + g;
-            let mut logit = f32::new(-1.0e30);
+            let mut logit = no_logit();
             if key >= 0 && g < real_queries && key_pos <= pos {
                 // Window keys count inside the query's own window, block keys outside it.
                 let inside_window = key_pos + geo.window > pos;
@@ -206,18 +206,13 @@ fn block_attention_kernel<F: Float, N: Size>(
             for j in 0..count {
                 best = max(best, probs[unit * KEY_TILE + j]);
             }
-            row_rescale[unit] = (row_max[unit] - best).exp();
+            row_rescale[unit] = rescale(row_max[unit], best);
             row_max[unit] = best;
         }
         sync_cube();
         #[unroll]
         for g in 0..queries {
-            let logit = probs[g * KEY_TILE + unit];
-            let mut p = 0.0f32;
-            if logit > f32::new(-1.0e29) {
-                p = (logit - row_max[g]).exp();
-            }
-            probs[g * KEY_TILE + unit] = p;
+            probs[g * KEY_TILE + unit] = weight(probs[g * KEY_TILE + unit], row_max[g]);
         }
         sync_cube();
         if unit < queries {
@@ -260,18 +255,14 @@ fn block_attention_kernel<F: Float, N: Size>(
             #[unroll]
             for g in 0..queries {
                 if g < real_queries {
-                    let sum = row_sum[g];
-                    let mut out = 0.0f32;
-                    if sum > 0.0f32 {
-                        out = acc[u * queries + g] / sum;
-                    }
-                    output[(q_row + g) * value_dim + d] = F::cast_from(out);
+                    output[(q_row + g) * value_dim + d] =
+                        F::cast_from(normalized(acc[u * queries + g], row_sum[g]));
                 }
             }
         }
     }
     if unit < real_queries {
-        lse[q_row + unit] = F::cast_from(row_max[unit] + row_sum[unit].ln());
+        lse[q_row + unit] = F::cast_from(log_sum_exp(row_max[unit], row_sum[unit]));
     }
 }
 
@@ -297,18 +288,7 @@ pub fn block_attention<R: CubeRuntime>(
     let client = q.client.clone();
     let device = q.device.clone();
     let dtype = q.dtype;
-    let output = empty_device_contiguous_dtype(
-        client.clone(),
-        device.clone(),
-        Shape::new([batch, query_heads, query_len, value_dim]),
-        dtype,
-    );
-    let lse = empty_device_contiguous_dtype(
-        client.clone(),
-        device.clone(),
-        Shape::new([batch, query_heads, query_len]),
-        dtype,
-    );
+    let SparseAttentionOutput { output, lse } = SparseAttentionOutput::empty_for(&q, value_dim);
     let (blocks, query_blocks, per_block) = match keys.blocks {
         Some(blocks) => {
             let [bb, bh, nq, n] = blocks.shape().dims::<4>();

@@ -12,13 +12,15 @@
 //! over a shared list of sink, window and chosen key blocks, for prefill, dense or
 //! block-sparse ([`block_attention`]), and a stable counting sort of small keys
 //! ([`counting_sort_order`], HyperAttention's LSH buckets), and HiP's fused child scoring
-//! ([`child_scores`]).
+//! ([`child_scores`]). The attention kernels share their online softmax and outputs
+//! ([`softmax`]); each kernel with size limits says which sizes it runs (`supports`).
 
 pub mod block_attention;
 pub mod child_scores;
 pub mod counting_sort;
 pub mod grid;
 pub mod pack_signs;
+pub mod softmax;
 pub mod sparse_attention;
 pub mod top_k;
 pub mod vectors;
@@ -27,7 +29,8 @@ pub use block_attention::{block_attention, BlockKeys};
 pub use child_scores::child_scores;
 pub use counting_sort::counting_sort_order;
 pub use pack_signs::pack_signs;
-pub use sparse_attention::{sparse_attention, KeyList, SparseAttentionOutput};
+pub use softmax::SparseAttentionOutput;
+pub use sparse_attention::{sparse_attention, KeyList};
 pub use top_k::{top_k, TopKScores};
 
 pub use burn_cubecl;

@@ -14,6 +14,7 @@ use burn_cubecl::{
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use crate::grid::cube_count;
+use crate::softmax::{self, log_sum_exp, no_logit, normalized, weight, SparseAttentionOutput};
 use crate::vectors::row_vector_width;
 
 /// Keys per tile, and units per cube.
@@ -34,16 +35,6 @@ pub struct KeyList<R: CubeRuntime> {
     pub heavy: Option<CubeTensor<R>>,
     /// Query heads per row sharing the list: 1, or `query_heads / kv_heads`.
     pub group: usize,
-}
-
-/// Output `[batch, query_heads, query_len, value_dim]` and lse `[batch, query_heads,
-/// query_len]` (`-inf` where a query has no key), both in the dtype of `q`.
-#[derive(Debug, Clone)]
-pub struct SparseAttentionOutput<R: CubeRuntime> {
-    /// Attention output.
-    pub output: CubeTensor<R>,
-    /// Log-sum-exp of the scaled logits of each query.
-    pub lse: CubeTensor<R>,
 }
 
 /// Sizes shared by the two kernels.
@@ -125,7 +116,7 @@ fn partial_kernel<F: Float, N: Size>(
         for d in range_stepped(unit, value_dim, TILE) {
             acc[g * value_dim + d] = 0.0f32;
         }
-        running_max[g] = f32::new(-1.0e30);
+        running_max[g] = no_logit();
         running_sum[g] = 0.0f32;
     }
     sync_cube();
@@ -146,7 +137,7 @@ fn partial_kernel<F: Float, N: Size>(
         keys[unit] = key;
         #[unroll]
         for g in 0..group {
-            let mut logit = f32::new(-1.0e30);
+            let mut logit = no_logit();
             if key >= 0 {
                 let width = k.vector_size();
                 let k_base = (kv_base + usize::cast_from(key)) * (head_dim / width);
@@ -166,18 +157,14 @@ fn partial_kernel<F: Float, N: Size>(
         let count = min(TILE, end - tile_start);
         #[unroll]
         for g in 0..group {
-            let mut tile_max = f32::new(-1.0e30);
+            let mut tile_max = no_logit();
             for j in 0..count {
                 tile_max = max(tile_max, logits[g * TILE + j]);
             }
             let new_max = max(running_max[g], tile_max);
-            rescale[g] = (running_max[g] - new_max).exp();
+            rescale[g] = softmax::rescale(running_max[g], new_max);
             running_max[g] = new_max;
-            let mut p = 0.0f32;
-            if key >= 0 {
-                p = (logits[g * TILE + unit] - new_max).exp();
-            }
-            probs[g * TILE + unit] = p;
+            probs[g * TILE + unit] = weight(logits[g * TILE + unit], new_max);
         }
         sync_cube();
         #[unroll]
@@ -239,7 +226,7 @@ fn combine_kernel<F: Float>(
     let head = (row / rows.query_len) % rows.heads;
     let b = row / (rows.query_len * rows.heads);
 
-    let mut best = f32::new(-1.0e30);
+    let mut best = no_logit();
     for s in 0..rows.splits {
         best = max(best, partial_stats[((row * rows.splits + s) * group + g) * 2]);
     }
@@ -247,18 +234,14 @@ fn combine_kernel<F: Float>(
     let mut weighted = 0.0f32;
     for s in 0..rows.splits {
         let slot = (row * rows.splits + s) * group + g;
-        let w = (partial_stats[slot * 2] - best).exp();
+        let w = softmax::rescale(partial_stats[slot * 2], best);
         sum += partial_stats[slot * 2 + 1] * w;
         weighted += partial_acc[slot * value_dim + d] * w;
     }
-    let mut out = 0.0f32;
-    if sum > 0.0f32 {
-        out = weighted / sum;
-    }
     let query_row = (b * rows.query_heads + head * group + g) * rows.query_len + t;
-    output[query_row * value_dim + d] = F::cast_from(out);
+    output[query_row * value_dim + d] = F::cast_from(normalized(weighted, sum));
     if d == 0 {
-        lse[query_row] = F::cast_from(best + sum.ln());
+        lse[query_row] = F::cast_from(log_sum_exp(best, sum));
     }
 }
 
@@ -282,18 +265,7 @@ pub fn sparse_attention<R: CubeRuntime>(
     let client = q.client.clone();
     let device = q.device.clone();
     let dtype = q.dtype;
-    let output = empty_device_contiguous_dtype(
-        client.clone(),
-        device.clone(),
-        Shape::new([batch, query_heads, query_len, value_dim]),
-        dtype,
-    );
-    let lse = empty_device_contiguous_dtype(
-        client.clone(),
-        device.clone(),
-        Shape::new([batch, query_heads, query_len]),
-        dtype,
-    );
+    let SparseAttentionOutput { output, lse } = SparseAttentionOutput::empty_for(&q, value_dim);
     let heads = query_heads / keys.group;
     let row_count = batch * heads * query_len;
     if row_count == 0 || value_dim == 0 {

@@ -78,9 +78,11 @@ fn attention_out<B: Backend, R: CubeRuntime>(out: kernels::SparseAttentionOutput
     AttnOutput { output: float_out::<B, R, 4>(out.output), lse: float_out::<B, R, 3>(out.lse) }
 }
 
-/// `Some` on every runtime: lets [`super::kernel_path`] ask whether `B` has one.
-pub(super) fn runtime_marker<B: Backend, R: CubeRuntime>() -> Option<()> {
-    Some(())
+/// The path of a backend on runtime `R` (the dispatch macro calls every operation with `B`
+/// and `R`, this one needs neither).
+#[allow(clippy::extra_unused_type_parameters)]
+pub(super) fn path_on<B: Backend, R: CubeRuntime>() -> Option<super::KernelPath> {
+    Some(super::KernelPath::CubeCl)
 }
 
 pub(super) fn pack_on<B: Backend, R: CubeRuntime>(codes: &Tensor<B, 4>) -> Option<Tensor<B, 4, Int>> {

@@ -52,12 +52,7 @@ pub enum KernelPath {
 
 /// The path `B` takes, from its type alone.
 pub fn kernel_path<B: Backend>() -> KernelPath {
-    let cube: Option<()> = on_runtime!(B, runtime_marker());
-    if cube.is_some() {
-        KernelPath::CubeCl
-    } else {
-        KernelPath::Reference
-    }
+    on_runtime!(B, path_on()).unwrap_or(KernelPath::Reference)
 }
 
 /// Whether `B` runs the CubeCL kernels (see [`KernelPath`]).
