@@ -134,3 +134,73 @@ fn check_layer<B: Backend>(
 fn all_finite<B: Backend, const D: usize>(x: Tensor<B, D>) -> bool {
     x.is_finite().all().into_scalar().elem()
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::config::Config;
+    use burn::module::Param;
+
+    use super::super::{HashMappingConfig, HashMappings, HashMappingsConfig};
+    use super::*;
+
+    type B = burn::backend::NdArray<f32>;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bsa-hash-check-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn small() -> HashMappingConfig {
+        HashMappingConfig::new(16, 4, 2).with_hidden(8).with_layers(2)
+    }
+
+    #[test]
+    fn records_must_have_the_configs_shapes() {
+        let (device, dir) = (Default::default(), temp_dir("shapes"));
+        let path = dir.join("m");
+        small().init::<B>(&device).unwrap().save(&path).unwrap();
+        assert!(small().load::<B>(&path, &device).is_ok());
+        let error = small().with_hidden(4).load::<B>(&path, &device).unwrap_err().to_string();
+        assert!(error.contains("query MLP layer 0 has weight [4, 16, 8]"), "{error}");
+        let error = small().with_hidden(4).with_layers(3).load::<B>(&path, &device).unwrap_err().to_string();
+        assert!(error.contains("the query MLP has 2 layers, the config says 3"), "{error}");
+        let error = small().with_hidden(1 << 40).load::<B>(&path, &device).unwrap_err().to_string();
+        assert!(error.contains("cannot hold"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused() {
+        let (device, dir) = (Default::default(), temp_dir("nan"));
+        let path = dir.join("m");
+        let mut mapping = small().init::<B>(&device).unwrap();
+        let bias = mapping.key.layers[1].bias.val();
+        let mut values = bias.to_data().to_vec::<f32>().unwrap();
+        values[3] = f32::NAN;
+        let nan = Tensor::from_data(burn::tensor::TensorData::new(values, bias.dims()), &device);
+        mapping.key.layers[1].bias = Param::from_tensor(nan);
+        mapping.save(&path).unwrap();
+        let error = small().load::<B>(&path, &device).unwrap_err().to_string();
+        assert!(error.contains("m.mpk") && error.contains("key MLP layer 1 holds NaN"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn dir_configs_are_checked_before_any_weight_is_read() {
+        let (device, dir) = (Default::default(), temp_dir("dir"));
+        let config = HashMappingsConfig::new(small(), 2);
+        let mappings: HashMappings<B> = config.init(&device).unwrap();
+        mappings.save_dir(&config, &dir).unwrap();
+        assert_eq!(HashMappingsConfig::read_dir_config(&dir).unwrap().layers, 2);
+        assert!(HashMappingsConfig::load_dir::<B>(&dir, &device).is_ok());
+        HashMappingsConfig::new(small().with_bits(33), 2).save(dir.join("config.json")).unwrap();
+        let error = HashMappingsConfig::read_dir_config(&dir).unwrap_err().to_string();
+        assert!(error.contains("config.json") && error.contains("multiple of 32"), "{error}");
+        HashMappingsConfig::new(small(), 0).save(dir.join("config.json")).unwrap();
+        assert!(HashMappingsConfig::read_dir_config(&dir).is_err());
+        std::fs::write(dir.join("config.json"), b"{ not json").unwrap();
+        assert!(HashMappingsConfig::read_dir_config(&dir).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

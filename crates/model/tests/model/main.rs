@@ -6,6 +6,7 @@ mod common;
 mod eval;
 mod gguf_corruption;
 mod golden_logits;
+mod invalid_model;
 mod passkey;
 mod tiny_gguf;
 

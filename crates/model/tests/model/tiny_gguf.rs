@@ -38,6 +38,8 @@ pub struct TinyGguf {
     pub bytes: Vec<u8>,
     /// `(byte position, field)` of every header field.
     pub fields: Vec<(usize, Field)>,
+    /// Where the data section starts.
+    pub data_start: usize,
 }
 
 const ALIGN: usize = 32;
@@ -126,6 +128,14 @@ fn data(kind: u32, len: usize, rng: &mut SplitMix64) -> Vec<u8> {
 
 /// Writes the tiny model.
 pub fn tiny_gguf() -> TinyGguf {
+    tiny_gguf_with(&[])
+}
+
+/// Writes the tiny model with the numeric metadata `overrides` (key, value) in place of
+/// its defaults.
+pub fn tiny_gguf_with(overrides: &[(&str, f64)]) -> TinyGguf {
+    let chosen =
+        |key: &str, default: f64| overrides.iter().find(|(k, _)| *k == key).map_or(default, |(_, v)| *v);
     let mut w = Writer { bytes: b"GGUF".to_vec(), fields: Vec::new() };
     w.u32(3, None);
     let tensors = tensors();
@@ -144,15 +154,15 @@ pub fn tiny_gguf() -> TinyGguf {
     w.string("general.architecture");
     w.u32(8, None);
     w.string("llama");
-    for (key, value) in uints {
+    for (key, default) in uints {
         w.string(key);
         w.u32(4, None);
-        w.u32(value as u32, None);
+        w.u32(chosen(key, default as f64) as u32, None);
     }
-    for (key, value) in floats {
+    for (key, default) in floats {
         w.string(key);
         w.u32(6, None);
-        w.bytes.extend(value.to_le_bytes());
+        w.bytes.extend((chosen(key, default as f64) as f32).to_le_bytes());
     }
     w.string("tokenizer.ggml.tokens");
     w.u32(9, None);
@@ -175,9 +185,11 @@ pub fn tiny_gguf() -> TinyGguf {
         w.u64(offset as u64, Some(Field::Offset));
         offset = (offset + blob.len()).next_multiple_of(ALIGN);
     }
+    w.pad();
+    let data_start = w.bytes.len();
     for blob in &blobs {
         w.pad();
         w.bytes.extend(blob);
     }
-    TinyGguf { bytes: w.bytes, fields: w.fields }
+    TinyGguf { bytes: w.bytes, fields: w.fields, data_start }
 }

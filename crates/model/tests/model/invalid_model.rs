@@ -1,0 +1,82 @@
+//! Models that parse but must not run: bad constants, heads that do not fit the tensors,
+//! non-finite or unsupported weights, and weights that overflow in a forward pass. Each is
+//! refused with an error that names the problem (on the tiny generated model).
+
+use burn::tensor::{Int, Tensor, TensorData};
+use burn_sparse_attn_model::{AttentionPlan, GgufFile, Llama, ModelResult};
+
+use crate::common::B;
+use crate::tiny_gguf::{tiny_gguf, tiny_gguf_with, TinyGguf};
+
+fn load(bytes: Vec<u8>) -> ModelResult<Llama<B>> {
+    Llama::<B>::from_gguf(&GgufFile::parse(bytes)?, &AttentionPlan::dense(), &Default::default())
+}
+
+fn load_error(overrides: &[(&str, f64)]) -> String {
+    load(tiny_gguf_with(overrides).bytes).map(|_| ()).unwrap_err().to_string()
+}
+
+/// The tiny file with the f32 at index `index` of tensor `name` set to `value`.
+fn with_weight(tiny: &TinyGguf, name: &str, index: usize, value: f32) -> Vec<u8> {
+    let info = GgufFile::parse(tiny.bytes.clone()).unwrap().tensors[name].clone();
+    assert_eq!(info.kind, 0, "{name} must be F32");
+    let at = tiny.data_start + info.offset + 4 * index;
+    let mut bytes = tiny.bytes.clone();
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn constants_must_be_finite_and_positive() {
+    for value in [f64::NAN, -10_000.0, 0.0, f64::INFINITY] {
+        let error = load_error(&[("llama.rope.freq_base", value)]);
+        assert!(error.contains("RoPE base"), "{value}: {error}");
+        let error = load_error(&[("llama.attention.layer_norm_rms_epsilon", value)]);
+        assert!(error.contains("RMS norm epsilon"), "{value}: {error}");
+    }
+}
+
+#[test]
+fn head_counts_must_be_positive_and_consistent() {
+    let error = load_error(&[("llama.attention.head_count", 0.0)]);
+    assert!(error.contains("head count is 0"), "{error}");
+    let error = load_error(&[("llama.attention.head_count_kv", 0.0)]);
+    assert!(error.contains("KV head count is 0"), "{error}");
+    let error = load_error(&[("llama.attention.head_count_kv", 3.0)]);
+    assert!(error.contains("not a multiple of 3 KV heads"), "{error}");
+    let error = load_error(&[("llama.attention.head_count", 5.0)]);
+    assert!(error.contains("even head dimensions"), "{error}");
+    // 8 heads of 8 over 2 KV heads: consistent, but the K projection is 32 wide, not 16.
+    let error = load_error(&[("llama.attention.head_count", 8.0)]);
+    assert!(error.contains("tensor blk.0.attn_k.weight") && error.contains("KV heads"), "{error}");
+    let error = load_error(&[("llama.embedding_length", 128.0)]);
+    assert!(error.contains("blk.0.attn_norm.weight"), "{error}");
+}
+
+#[test]
+fn non_finite_and_unsupported_weights_are_refused_by_name() {
+    let tiny = tiny_gguf();
+    let error = load(with_weight(&tiny, "blk.1.ffn_norm.weight", 5, f32::NAN)).map(|_| ()).unwrap_err();
+    assert!(error.to_string().contains("tensor blk.1.ffn_norm.weight: value 5 is NaN"), "{error}");
+    // Relabel an F32 tensor as I32, which has the same size but no dequantiser here.
+    let file = GgufFile::parse(tiny.bytes.clone()).unwrap();
+    let mut edited = GgufFile::parse(tiny.bytes.clone()).unwrap();
+    edited.tensors.get_mut("output_norm.weight").unwrap().kind = 26;
+    let error =
+        Llama::<B>::from_gguf(&edited, &AttentionPlan::dense(), &Default::default()).map(|_| ()).unwrap_err();
+    assert!(error.to_string().contains("output_norm.weight has type I32"), "{error}");
+    assert!(Llama::<B>::from_gguf(&file, &AttentionPlan::dense(), &Default::default()).is_ok());
+}
+
+#[test]
+fn overflowing_hidden_states_stop_the_run_naming_the_layer() {
+    let tiny = tiny_gguf();
+    let device = Default::default();
+    let tokens = || Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i64, 2, 3], [1, 3]), &device);
+    let model = load(tiny.bytes.clone()).unwrap();
+    model.forward(tokens(), &mut model.new_caches()).unwrap();
+    // A finite but huge gain before layer 1's MLP makes its output overflow.
+    let huge = load(with_weight(&tiny, "blk.1.ffn_norm.weight", 0, 3e38)).unwrap();
+    let error = huge.forward(tokens(), &mut huge.new_caches()).unwrap_err().to_string();
+    assert_eq!(error, "the hidden states after layer 1 hold NaN or infinite values");
+}
