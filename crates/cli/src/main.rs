@@ -8,6 +8,7 @@
 //! learns HashAttention's mappings with burn-train.
 
 mod backend;
+mod checks;
 mod demo;
 mod evaluate;
 mod plot;
