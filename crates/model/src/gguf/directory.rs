@@ -108,3 +108,37 @@ pub fn check_ranges(
     }
     Ok(tensors)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An F32 tensor of `len` values at `offset`.
+    fn f32_at(name: &str, len: usize, offset: usize) -> TensorInfo {
+        TensorInfo { name: name.into(), dims: vec![len], kind: 0, offset, size: 4 * len }
+    }
+
+    fn error(infos: Vec<TensorInfo>, file_len: usize) -> String {
+        check_ranges(infos, 64, file_len, 32).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn tensors_must_tile_the_data_section() {
+        // a: 40 bytes at 0, padded to 64; b: 32 bytes at 64; data section of 96 bytes.
+        let tiled = || vec![f32_at("a", 10, 0), f32_at("b", 8, 64)];
+        assert_eq!(check_ranges(tiled(), 64, 64 + 96, 32).unwrap().len(), 2);
+        assert!(error(vec![f32_at("a", 10, 0), f32_at("b", 8, 32)], 160)
+            .contains("b at data offset 32 overlaps tensor a"));
+        assert!(
+            error(vec![f32_at("a", 8, 0), f32_at("b", 8, 64)], 160).contains("leaves a gap after tensor a")
+        );
+        assert!(error(vec![f32_at("a", 10, 32), f32_at("b", 8, 96)], 192)
+            .contains("a at data offset 32 leaves a gap after the start"));
+        assert!(error(tiled(), 64 + 95)
+            .contains("tensor b (F32 [8], 32 bytes at data offset 64) runs past the end"));
+        assert!(error(tiled(), 64 + 128).contains("32 bytes after its last tensor"));
+        assert!(error(vec![f32_at("a", 10, 0), f32_at("a", 8, 64)], 160).contains("tensor a appears twice"));
+        assert!(error(vec![f32_at("a", 8, usize::MAX - 31)], 160).contains("runs past the end"));
+        assert!(error(tiled(), 32).contains("past the end of the file"));
+    }
+}

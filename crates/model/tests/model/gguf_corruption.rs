@@ -125,3 +125,20 @@ fn read(bytes: &[u8], at: usize, width: usize) -> u64 {
 fn write(bytes: &mut [u8], at: usize, width: usize, value: u64) {
     bytes[at..at + width].copy_from_slice(&value.to_le_bytes()[..width]);
 }
+
+#[test]
+fn open_names_the_file_and_refuses_what_is_not_one() {
+    if std::path::Path::new("/dev/zero").exists() {
+        let error = GgufFile::open("/dev/zero").unwrap_err().to_string();
+        assert!(error.contains("/dev/zero: not a regular file"), "{error}");
+    }
+    let path = std::env::temp_dir().join(format!("bsa-truncated-{}.gguf", std::process::id()));
+    std::fs::write(&path, &tiny_gguf().bytes[..100]).unwrap();
+    let error = GgufFile::open(&path).unwrap_err().to_string();
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        error.contains(&format!("{}: ", path.display()))
+            && error.contains("tensor count 20 at byte 8 cannot fit"),
+        "{error}"
+    );
+}
