@@ -114,6 +114,12 @@ fn writable_dir(option: &str, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Errors unless the input file `path` of `option` can be opened (checked before the
+/// model loads; its size is limited when it is read).
+pub fn input_file(option: &str, path: &Path) -> Result<(), Error> {
+    std::fs::File::open(path).map(|_| ()).map_err(|e| format!("{option} {}: {e}", path.display()).into())
+}
+
 /// The UTF-8 text at `path`, refused when longer than [`MAX_TEXT_BYTES`] (read with that
 /// limit, so that `/dev/zero` or a fifo ends in an error, not a hang).
 pub fn read_text(path: &Path) -> Result<String, Error> {
@@ -201,6 +207,8 @@ mod tests {
 
     #[test]
     fn texts_are_read_with_a_limit() {
+        let error = input_file("--text", Path::new("/no/such/book.txt")).unwrap_err().to_string();
+        assert!(error.starts_with("--text /no/such/book.txt: "), "{error}");
         if Path::new("/dev/zero").exists() {
             let error = read_text(Path::new("/dev/zero")).unwrap_err().to_string();
             assert!(error.contains("longer than"), "{error}");

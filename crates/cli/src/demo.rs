@@ -34,6 +34,7 @@ pub struct DemoArgs {
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> Result<(), Error> {
     checks::sparsities("--sparsity", &[args.sparsity])?;
+    checks::input_file("--text", &args.source.text_path())?;
     if let Some(path) = &args.json {
         checks::output_file("--json", path)?;
     }

@@ -174,6 +174,7 @@ fn check_args(args: &EvalArgs) -> Result<(), Error> {
         return Err("--tasks: give at least one task".into());
     }
     checks::sparsities("--sparsities", &args.sparsities)?;
+    checks::input_file("--text", &args.source.text_path())?;
     checks::in_range("--depths", &args.depths, 0.0, 1.0)?;
     checks::positive("--trials", &[args.trials])?;
     checks::output_dir("--out", &args.out)

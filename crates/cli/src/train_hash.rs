@@ -89,18 +89,22 @@ struct Report {
 /// Runs training and evaluation.
 pub fn run(args: TrainHashArgs) -> Result<(), Error> {
     check_args(&args)?;
-    let device = Default::default();
-    let source = Source { model: args.model.clone(), text: None };
-    let loaded = source.load(&device)?;
-    let (mut model, tokenizer) = (loaded.model, loaded.tokenizer);
-    checks::token_counts("--context", &[args.context], model.config.context_length)?;
-    checks::dense_layers(&args.dense_layers, model.layers.len())?;
     let texts = if args.train_texts.is_empty() {
         vec![book("pg1342.txt"), book("pg11.txt")]
     } else {
         args.train_texts.clone()
     };
     let holdout = args.holdout_text.clone().unwrap_or_else(|| book("pg84.txt"));
+    for text in &texts {
+        checks::input_file("--train-texts", text)?;
+    }
+    checks::input_file("--holdout-text", &holdout)?;
+    let device = Default::default();
+    let source = Source { model: args.model.clone(), text: None };
+    let loaded = source.load(&device)?;
+    let (mut model, tokenizer) = (loaded.model, loaded.tokenizer);
+    checks::token_counts("--context", &[args.context], model.config.context_length)?;
+    checks::dense_layers(&args.dense_layers, model.layers.len())?;
     let n = args.passages_per_text;
     let mut progress = Progress::new("capture", texts.len() * n + 2);
     let (mut train, mut valid) = (Vec::new(), Vec::new());
