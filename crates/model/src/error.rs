@@ -41,6 +41,14 @@ pub enum ModelError {
     /// The model's sizes or constants are out of range or inconsistent.
     #[error("model config: {0}")]
     Config(String),
+    /// Trained hash mappings are for another model.
+    #[error("hash mappings in {dir}: {problem}")]
+    HashMappings {
+        /// The mappings' folder.
+        dir: String,
+        /// How they differ from the model.
+        problem: String,
+    },
     /// A forward pass produced NaN or infinite values.
     #[error("{0} hold NaN or infinite values")]
     NonFinite(String),

@@ -219,24 +219,21 @@ impl<B: Backend> Llama<B> {
         let config = HashMappingsConfig::read_dir_config(dir)?;
         let (m, c) = (&config.mapping, &self.config);
         let mismatch = if config.layers != c.layers {
-            Some(format!("{} layers, the model has {}", config.layers, c.layers))
+            Some(format!("they are for {} layers, the model has {}", config.layers, c.layers))
         } else if m.head_dim != c.head_dim() {
-            Some(format!("head_dim {}, the model's is {}", m.head_dim, c.head_dim()))
+            Some(format!("they are for head_dim {}, the model's is {}", m.head_dim, c.head_dim()))
         } else if m.query_heads != c.heads {
-            Some(format!("{} query heads, the model has {}", m.query_heads, c.heads))
+            Some(format!("they are for {} query heads, the model has {}", m.query_heads, c.heads))
         } else if m.key_heads != c.heads && m.key_heads != c.kv_heads {
             Some(format!(
-                "{} key heads, the model has {} heads and {} KV heads",
+                "they are for {} key heads, the model has {} heads and {} KV heads",
                 m.key_heads, c.heads, c.kv_heads
             ))
         } else {
             None
         };
-        if let Some(mismatch) = mismatch {
-            return Err(ModelError::Config(format!(
-                "the hash mappings in {} are for {mismatch}",
-                dir.display()
-            )));
+        if let Some(problem) = mismatch {
+            return Err(ModelError::HashMappings { dir: dir.display().to_string(), problem });
         }
         Ok(Some(HashMappingsConfig::load_dir::<B>(dir, device)?.1))
     }

@@ -80,3 +80,32 @@ fn overflowing_hidden_states_stop_the_run_naming_the_layer() {
     let error = huge.forward(tokens(), &mut huge.new_caches()).unwrap_err().to_string();
     assert_eq!(error, "the hidden states after layer 1 hold NaN or infinite values");
 }
+
+#[test]
+fn hash_mappings_must_fit_the_model() {
+    use burn_sparse_attn_core::{HashMappingConfig, HashMappings, HashMappingsConfig};
+    let device = Default::default();
+    let model = load(tiny_gguf().bytes).unwrap();
+    let dir = std::env::temp_dir().join(format!("bsa-tiny-mappings-{}", std::process::id()));
+    let mut try_mappings = |mapping: HashMappingConfig, layers: usize| {
+        let config = HashMappingsConfig::new(mapping, layers);
+        let mappings: HashMappings<B> = config.init(&device).unwrap();
+        mappings.save_dir(&config, &dir).unwrap();
+        model
+            .load_hash_mappings(Some(&dir), &device)
+            .map(|m| m.unwrap().layers.len())
+            .map_err(|e| e.to_string())
+    };
+    let fitting = || HashMappingConfig::new(16, 4, 2).with_hidden(8).with_layers(2);
+    assert_eq!(try_mappings(fitting(), 2), Ok(2));
+    assert_eq!(try_mappings(HashMappingConfig::new(16, 4, 4).with_hidden(8).with_layers(2), 2), Ok(2));
+    let error = try_mappings(fitting(), 3).unwrap_err();
+    assert!(error.contains("they are for 3 layers, the model has 2"), "{error}");
+    let error = try_mappings(HashMappingConfig::new(8, 4, 2), 2).unwrap_err();
+    assert!(error.contains("head_dim 8, the model's is 16"), "{error}");
+    let error = try_mappings(HashMappingConfig::new(16, 2, 2), 2).unwrap_err();
+    assert!(error.contains("2 query heads, the model has 4"), "{error}");
+    let error = try_mappings(HashMappingConfig::new(16, 4, 1), 2).unwrap_err();
+    assert!(error.contains("1 key heads, the model has 4 heads and 2 KV heads"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
