@@ -87,7 +87,7 @@ fn hash_mappings_must_fit_the_model() {
     let device = Default::default();
     let model = load(tiny_gguf().bytes).unwrap();
     let dir = std::env::temp_dir().join(format!("bsa-tiny-mappings-{}", std::process::id()));
-    let mut try_mappings = |mapping: HashMappingConfig, layers: usize| {
+    let try_mappings = |mapping: HashMappingConfig, layers: usize| {
         let config = HashMappingsConfig::new(mapping, layers);
         let mappings: HashMappings<B> = config.init(&device).unwrap();
         mappings.save_dir(&config, &dir).unwrap();
