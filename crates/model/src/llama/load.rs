@@ -13,6 +13,7 @@ impl<B: Backend> Llama<B> {
     /// Loads the weights of `file` (dequantised to f32) with the attention of `plan`.
     pub fn from_gguf(file: &GgufFile, plan: &AttentionPlan, device: &B::Device) -> ModelResult<Self> {
         let config = LlamaConfig::from_gguf(file)?;
+        plan.check(config.layers)?;
         if file.tensors.contains_key("output.weight") {
             return Err(ModelError::Format("untied output.weight is not supported yet".into()));
         }

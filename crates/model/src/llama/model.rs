@@ -99,6 +99,14 @@ impl AttentionPlan {
         Self { default, dense_layers, hash_mappings: None }
     }
 
+    /// Errors when a dense layer is not a layer of a model with `layers` layers.
+    pub fn check(&self, layers: usize) -> ModelResult<()> {
+        match self.dense_layers.iter().find(|&&l| l >= layers) {
+            Some(l) => Err(ModelError::Config(format!("dense layer {l} is not among the {layers} layers"))),
+            None => Ok(()),
+        }
+    }
+
     /// The config of layer `layer`.
     pub fn for_layer(&self, layer: usize) -> AttentionConfig {
         if self.dense_layers.contains(&layer) {
@@ -202,6 +210,7 @@ impl<B: Backend> Llama<B> {
     /// Gives every layer the attention `plan` chooses for it (the weights stay), with the
     /// plan's trained hash mappings in HashAttention layers.
     pub fn set_attention(&mut self, plan: &AttentionPlan, device: &B::Device) -> ModelResult<()> {
+        plan.check(self.layers.len())?;
         let trained = self.load_hash_mappings(plan.hash_mappings.as_deref(), device)?;
         for (i, layer) in self.layers.iter_mut().enumerate() {
             layer.attention = layer_attention(&plan.for_layer(i), trained.as_ref(), i, device)?;

@@ -82,6 +82,16 @@ fn overflowing_hidden_states_stop_the_run_naming_the_layer() {
 }
 
 #[test]
+fn dense_layers_must_be_layers_of_the_model() {
+    let file = GgufFile::parse(tiny_gguf().bytes).unwrap();
+    let plan = |dense_layers| AttentionPlan { dense_layers, ..AttentionPlan::dense() };
+    let error = Llama::<B>::from_gguf(&file, &plan(vec![2]), &Default::default()).map(|_| ()).unwrap_err();
+    assert_eq!(error.to_string(), "model config: dense layer 2 is not among the 2 layers");
+    let mut model = Llama::<B>::from_gguf(&file, &plan(vec![1]), &Default::default()).unwrap();
+    assert!(model.set_attention(&plan(vec![0, 9]), &Default::default()).is_err());
+}
+
+#[test]
 fn hash_mappings_must_fit_the_model() {
     use burn_sparse_attn_core::{HashMappingConfig, HashMappings, HashMappingsConfig};
     let device = Default::default();
