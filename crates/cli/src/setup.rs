@@ -40,8 +40,9 @@ impl Source {
         ensure_model(&self.model)?;
         eprintln!("loading {} ...", self.model.display());
         let file = GgufFile::open(&self.model)?;
-        let tokenizer = GgufTokenizer::from_gguf(&file)?;
-        let model = Llama::<Backend>::from_gguf(&file, &AttentionPlan::dense(), device)?;
+        let in_file = |e: burn_sparse_attn_model::ModelError| format!("{}: {e}", self.model.display());
+        let tokenizer = GgufTokenizer::from_gguf(&file).map_err(in_file)?;
+        let model = Llama::<Backend>::from_gguf(&file, &AttentionPlan::dense(), device).map_err(in_file)?;
         Ok(Loaded { model, tokenizer })
     }
 

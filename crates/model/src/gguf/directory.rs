@@ -66,21 +66,25 @@ pub fn check_ranges(
             "the tensor directory ends at byte {data_start}, past the end of the file ({file_len} bytes)"
         ))
     })?;
-    let mut by_offset: Vec<&TensorInfo> = infos.iter().collect();
-    by_offset.sort_by_key(|info| info.offset);
-    let mut next = 0usize;
-    let mut previous: Option<&TensorInfo> = None;
-    for info in by_offset {
-        let end = info.offset.checked_add(info.size).filter(|&end| end <= data_len).ok_or_else(|| {
-            format(format!(
+    // Each range on its own first, so that a wild offset is named as such.
+    let mut by_offset = infos
+        .iter()
+        .map(|info| match info.offset.checked_add(info.size).filter(|&end| end <= data_len) {
+            Some(end) => Ok((info, end)),
+            None => Err(format(format!(
                 "tensor {} ({} {:?}, {} bytes at data offset {}) runs past the end of the data section ({data_len} bytes)",
                 info.name,
                 type_name(info.kind),
                 info.dims,
                 info.size,
                 info.offset
-            ))
-        })?;
+            ))),
+        })
+        .collect::<ModelResult<Vec<_>>>()?;
+    by_offset.sort_by_key(|(info, _)| info.offset);
+    let mut next = 0usize;
+    let mut previous: Option<&TensorInfo> = None;
+    for (info, end) in by_offset {
         if info.offset != next {
             let after = previous
                 .map_or("the start of the data section".to_string(), |p| format!("tensor {}", p.name));

@@ -75,13 +75,13 @@ impl LlamaConfig {
     /// base and the RMS epsilon are finite and positive.
     pub fn validate(&self) -> ModelResult<()> {
         let sizes = [
-            ("vocabulary", self.vocab_size),
-            ("embedding width", self.d_model),
-            ("layer count", self.layers),
-            ("head count", self.heads),
-            ("KV head count", self.kv_heads),
-            ("feed-forward width", self.d_ff),
-            ("context length", self.context_length),
+            ("vocabulary (vocab_size)", self.vocab_size),
+            ("embedding width (embedding_length)", self.d_model),
+            ("layer count (block_count)", self.layers),
+            ("head count (attention.head_count)", self.heads),
+            ("KV head count (attention.head_count_kv)", self.kv_heads),
+            ("feed-forward width (feed_forward_length)", self.d_ff),
+            ("context length (context_length)", self.context_length),
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(ModelError::Config(format!("the {name} is 0")));
@@ -98,7 +98,10 @@ impl LlamaConfig {
                 self.heads, self.kv_heads
             )));
         }
-        for (name, value) in [("RoPE base", self.rope_theta), ("RMS norm epsilon", self.norm_eps)] {
+        for (name, value) in [
+            ("RoPE base (rope.freq_base)", self.rope_theta),
+            ("RMS norm epsilon (attention.layer_norm_rms_epsilon)", self.norm_eps),
+        ] {
             if !(value.is_finite() && value > 0.0) {
                 return Err(ModelError::Config(format!(
                     "the {name} is {value}, not a finite positive number"

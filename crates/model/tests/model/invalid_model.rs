@@ -39,9 +39,9 @@ fn constants_must_be_finite_and_positive() {
 #[test]
 fn head_counts_must_be_positive_and_consistent() {
     let error = load_error(&[("llama.attention.head_count", 0.0)]);
-    assert!(error.contains("head count is 0"), "{error}");
+    assert!(error.contains("head count (attention.head_count) is 0"), "{error}");
     let error = load_error(&[("llama.attention.head_count_kv", 0.0)]);
-    assert!(error.contains("KV head count is 0"), "{error}");
+    assert!(error.contains("KV head count (attention.head_count_kv) is 0"), "{error}");
     let error = load_error(&[("llama.attention.head_count_kv", 3.0)]);
     assert!(error.contains("not a multiple of 3 KV heads"), "{error}");
     let error = load_error(&[("llama.attention.head_count", 5.0)]);
