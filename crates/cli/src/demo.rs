@@ -2,8 +2,8 @@
 
 use burn_sparse_attn_model::eval::{perplexity_sweep, KeyBudget, MethodKind, PerplexitySweep};
 
-use crate::backend;
 use crate::setup::{hash_mappings_for, Error, Source};
+use crate::{backend, checks};
 
 /// Options of `bsa demo`.
 #[derive(clap::Args)]
@@ -33,10 +33,18 @@ pub struct DemoArgs {
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> Result<(), Error> {
+    checks::sparsities("--sparsity", &[args.sparsity])?;
+    checks::input_file("--text", &args.source.text_path())?;
+    if let Some(path) = &args.json {
+        checks::output_file("--json", path)?;
+    }
     let device = Default::default();
     let loaded = args.source.load(&device)?;
     let hash_mappings = hash_mappings_for(&args.source.model, args.hash_mappings.clone(), args.random_hash);
     let mut model = loaded.model;
+    checks::token_counts("--tokens", &[args.tokens], model.config.context_length)?;
+    checks::dense_layers(&args.dense_layers, model.layers.len())?;
+    checks::hash_mappings(&model, hash_mappings.as_deref(), &device)?;
     let tokens = args.source.passage(&loaded.tokenizer, args.tokens)?;
     let budget = KeyBudget::new(args.tokens, args.sparsity)?;
     println!(

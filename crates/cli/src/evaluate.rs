@@ -7,8 +7,10 @@ use burn_sparse_attn_model::eval::{
     attention_fidelity, passkey_sweep, perplexity_sweep, FidelityRow, FidelitySweep, MethodKind, PasskeyRow,
     PasskeySweep, PerplexityRow, PerplexitySweep,
 };
+use burn_sparse_attn_model::Llama;
 use serde::Serialize;
 
+use crate::checks;
 use crate::plot::{self, Axes, Panel, Series};
 use crate::progress::Progress;
 use crate::setup::{hash_mappings_for, Error, Source};
@@ -85,11 +87,13 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
     if args.sparsities.is_empty() || args.methods.is_empty() {
         return Err("give at least one sparsity and one method".into());
     }
+    check_args(&args)?;
     let device = Default::default();
     let loaded = args.source.load(&device)?;
     let hash_mappings = hash_mappings_for(&args.source.model, args.hash_mappings.clone(), args.random_hash);
     let (mut model, tokenizer) = (loaded.model, loaded.tokenizer);
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    check_against_model(&args, &model)?;
+    checks::hash_mappings(&model, hash_mappings.as_deref(), &device)?;
     let mut results = Results {
         backend: crate::backend::name(),
         model: args.source.model.display().to_string(),
@@ -162,6 +166,34 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
     }
     eprintln!("wrote {} and the plots beside it", args.out.join("results.json").display());
     Ok(())
+}
+
+/// The checks that need no model, before it is loaded.
+fn check_args(args: &EvalArgs) -> Result<(), Error> {
+    if args.tasks.is_empty() {
+        return Err("--tasks: give at least one task".into());
+    }
+    checks::sparsities("--sparsities", &args.sparsities)?;
+    checks::input_file("--text", &args.source.text_path())?;
+    checks::in_range("--depths", &args.depths, 0.0, 1.0)?;
+    checks::positive("--trials", &[args.trials])?;
+    checks::output_dir("--out", &args.out)
+}
+
+/// The checks against the model's context and layers, before any evaluation runs.
+fn check_against_model(args: &EvalArgs, model: &Llama<crate::backend::Backend>) -> Result<(), Error> {
+    let context = model.config.context_length;
+    let runs = |task| args.tasks.contains(&task);
+    if runs(Task::Perplexity) {
+        checks::token_counts("--contexts", &args.contexts, context)?;
+    }
+    if runs(Task::Passkey) {
+        checks::token_counts("--passkey-contexts", &args.passkey_contexts, context)?;
+    }
+    if runs(Task::Fidelity) {
+        checks::token_counts("--fidelity-context", &[args.fidelity_context], context)?;
+    }
+    checks::dense_layers(&args.dense_layers, model.layers.len())
 }
 
 /// Writes what is measured so far to `results.json` (after each task, so that a long run

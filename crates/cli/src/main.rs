@@ -8,6 +8,7 @@
 //! learns HashAttention's mappings with burn-train. `bsa methods` lists the methods.
 
 mod backend;
+mod checks;
 mod demo;
 mod evaluate;
 mod plot;

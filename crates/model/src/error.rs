@@ -21,7 +21,8 @@ pub enum ModelError {
     Missing(String),
     /// A tensor type without a dequantiser here.
     #[error(
-        "tensor {name} has type {kind}, which this reader cannot dequantise (F32, F16, Q8_0, Q4_0, Q4_1 can)"
+        "tensor {name} has type {}, which this reader cannot dequantise (F32, F16, Q8_0, Q4_0, Q4_1 can)",
+        crate::gguf::type_name(u32::clone(.kind))
     )]
     UnsupportedType {
         /// Tensor name.
@@ -29,6 +30,28 @@ pub enum ModelError {
         /// GGML type id.
         kind: u32,
     },
+    /// A tensor does not fit the model: wrong shape, NaN or infinite values.
+    #[error("tensor {name}: {problem}")]
+    Tensor {
+        /// Tensor name.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The model's sizes or constants are out of range or inconsistent.
+    #[error("model config: {0}")]
+    Config(String),
+    /// Trained hash mappings are for another model.
+    #[error("hash mappings in {dir}: {problem}")]
+    HashMappings {
+        /// The mappings' folder.
+        dir: String,
+        /// How they differ from the model.
+        problem: String,
+    },
+    /// A forward pass produced NaN or infinite values.
+    #[error("{0} hold NaN or infinite values")]
+    NonFinite(String),
     /// An evaluation was asked for something it cannot do (an unknown method, an empty sweep).
     #[error("evaluation: {0}")]
     Eval(String),

@@ -61,8 +61,12 @@ impl GgufTokenizer {
                 .collect();
             inner.add_special_tokens(&special);
         }
-        let id = |key: &str| file.uint(key).ok().map(|v| v as u32);
-        Ok(Self { inner, bos: id("tokenizer.ggml.bos_token_id"), eos: id("tokenizer.ggml.eos_token_id") })
+        let id = |key: &str| match file.optional_uint(key)? {
+            Some(v) if v < tokens.len() as u64 => Ok(Some(v as u32)),
+            Some(v) => Err(ModelError::Format(format!("{key} is {v}, past the {} tokens", tokens.len()))),
+            None => Ok(None),
+        };
+        Ok(Self { bos: id("tokenizer.ggml.bos_token_id")?, eos: id("tokenizer.ggml.eos_token_id")?, inner })
     }
 
     /// Token ids of `text` (no BOS added).

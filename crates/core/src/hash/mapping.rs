@@ -4,9 +4,10 @@ use std::path::Path;
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::{backend::Backend, Int, Tensor};
 
+use super::check;
 use super::mlp::{HashActivation, HeadwiseMlp, HeadwiseMlpConfig};
 use super::signature::{matching_bits, pack_signs, words_for_bits};
 use crate::error::{AttnError, AttnResult};
@@ -75,11 +76,16 @@ impl HashMappingConfig {
     }
 
     /// Loads mappings saved by [`HashMapping::save`] (a Burn named-MessagePack record).
+    ///
+    /// The file must be large enough for the config's weights, and the record must have the
+    /// config's shapes and finite weights; errors name the file.
     pub fn load<B: Backend>(&self, path: impl AsRef<Path>, device: &B::Device) -> AttnResult<HashMapping<B>> {
-        let path = path.as_ref();
-        self.init::<B>(device)?
-            .load_file(path.to_path_buf(), &recorder(), device)
-            .map_err(|e| file_error(path, e))
+        self.validate()?;
+        let file = check::record_file(self, path.as_ref())?;
+        let record: HashMappingRecord<B> =
+            Recorder::<B>::load(&recorder(), file.clone(), device).map_err(|e| file_error(&file, e))?;
+        check::check_record(self, &record, &file)?;
+        Ok(self.init::<B>(device)?.load_record(record))
     }
 }
 

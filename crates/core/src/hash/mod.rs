@@ -1,5 +1,6 @@
 //! HashAttention's hash functions and bit signatures.
 
+mod check;
 mod headwise_linear;
 mod mapping;
 mod mlp;

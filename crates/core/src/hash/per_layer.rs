@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{HashMapping, HashMappingConfig};
+use super::{check, HashMapping, HashMappingConfig};
 use crate::error::{AttnError, AttnResult};
 use burn::config::Config;
 use burn::module::Module;
@@ -33,15 +33,27 @@ impl HashMappingsConfig {
         })
     }
 
-    /// Loads mappings saved by [`HashMappings::save_dir`].
+    /// Reads and checks `dir/config.json` (written by [`HashMappings::save_dir`]) without
+    /// loading any weights, so that a caller can check it against its model first.
+    pub fn read_dir_config(dir: impl AsRef<Path>) -> AttnResult<Self> {
+        let path = dir.as_ref().join("config.json");
+        let file_error = |message: String| AttnError::File { path: path.display().to_string(), message };
+        let config = Self::load_binary(&check::read_config(&path)?).map_err(|e| file_error(e.to_string()))?;
+        config.mapping.validate().map_err(|e| file_error(e.to_string()))?;
+        if config.layers == 0 {
+            return Err(file_error("mappings for 0 layers".into()));
+        }
+        Ok(config)
+    }
+
+    /// Loads mappings saved by [`HashMappings::save_dir`] (each layer's file checked by
+    /// [`HashMappingConfig::load`]).
     pub fn load_dir<B: Backend>(
         dir: impl AsRef<Path>,
         device: &B::Device,
     ) -> AttnResult<(Self, HashMappings<B>)> {
         let dir = dir.as_ref();
-        let path = dir.join("config.json");
-        let config = Self::load(&path)
-            .map_err(|e| AttnError::File { path: path.display().to_string(), message: e.to_string() })?;
+        let config = Self::read_dir_config(dir)?;
         let layers = (0..config.layers)
             .map(|i| config.mapping.load(layer_path(dir, i), device))
             .collect::<AttnResult<_>>()?;

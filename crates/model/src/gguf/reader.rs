@@ -1,10 +1,24 @@
-//! A reader for GGUF files (version 2 and 3): metadata and tensor directory.
+//! A reader for GGUF files (version 2 and 3): metadata and tensor directory, every field
+//! checked against the file before it is trusted (see `cursor` and `directory`).
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 
+use super::cursor::Cursor;
 use super::dequant::{dequantize, GgmlType};
+use super::directory::{self, MIN_TENSOR_INFO_BYTES};
+use super::layout::TypeLayout;
 use crate::error::{ModelError, ModelResult};
+
+/// Largest GGUF file read (it is read whole into memory).
+pub const MAX_FILE_BYTES: u64 = 64 << 30;
+
+/// Largest `general.alignment` accepted.
+const MAX_ALIGNMENT: u64 = 1 << 20;
+
+/// Fewest bytes of one metadata entry: key length, value type, a one-byte value.
+const MIN_METADATA_BYTES: usize = 8 + 4 + 1;
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +37,20 @@ pub enum GgufValue {
     Array(Vec<GgufValue>),
 }
 
+impl GgufValue {
+    /// The value in a few words, for errors (an array is not spelled out).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Uint(v) => format!("the unsigned integer {v}"),
+            Self::Int(v) => format!("the integer {v}"),
+            Self::Float(v) => format!("the float {v}"),
+            Self::Bool(v) => format!("the boolean {v}"),
+            Self::String(s) => format!("a string of {} bytes", s.len()),
+            Self::Array(items) => format!("an array of {} values", items.len()),
+        }
+    }
+}
+
 /// Where a tensor's data lies and how it is encoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorInfo {
@@ -34,6 +62,8 @@ pub struct TensorInfo {
     pub kind: u32,
     /// Offset of the data from the start of the data section.
     pub offset: usize,
+    /// Bytes of data (from the type and the dims).
+    pub size: usize,
 }
 
 impl TensorInfo {
@@ -60,64 +90,95 @@ pub struct GgufFile {
 }
 
 impl GgufFile {
-    /// Reads and parses `path`.
+    /// Reads and parses `path` (a regular file of at most [`MAX_FILE_BYTES`]); errors name it.
     pub fn open(path: impl AsRef<Path>) -> ModelResult<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
-        Self::parse(bytes)
+        let io = |source: std::io::Error| ModelError::Io { path: path.display().to_string(), source };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(ModelError::Format(format!("{}: not a regular file", path.display())));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(ModelError::Format(format!(
+                "{}: {} bytes, more than the {MAX_FILE_BYTES} this reader loads",
+                path.display(),
+                meta.len()
+            )));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_BYTES).read_to_end(&mut bytes).map_err(io)?;
+        Self::parse(bytes).map_err(|e| match e {
+            ModelError::Format(message) => ModelError::Format(format!("{}: {message}", path.display())),
+            other => other,
+        })
     }
 
     /// Parses a whole GGUF file held in memory.
     pub fn parse(bytes: Vec<u8>) -> ModelResult<Self> {
-        let mut cursor = Cursor { bytes: &bytes, at: 0 };
-        if cursor.take(4)? != b"GGUF" {
-            return Err(ModelError::Format("no GGUF magic".into()));
+        let mut cursor = Cursor::new(&bytes);
+        if cursor.take(4, "the magic number")? != b"GGUF" {
+            return Err(ModelError::Format("no GGUF magic number".into()));
         }
-        let version = cursor.u32()?;
+        let version = cursor.u32("the version")?;
         if !(2..=3).contains(&version) {
             return Err(ModelError::Format(format!("version {version} (2 and 3 are supported)")));
         }
-        let tensor_count = cursor.u64()? as usize;
-        let kv_count = cursor.u64()? as usize;
-        let mut metadata = HashMap::with_capacity(kv_count);
-        for _ in 0..kv_count {
-            let key = cursor.string()?;
-            let kind = cursor.u32()?;
-            metadata.insert(key, cursor.value(kind)?);
+        let tensor_count = cursor.count("tensor", MIN_TENSOR_INFO_BYTES)?;
+        let kv_count = cursor.count("metadata", MIN_METADATA_BYTES)?;
+        let mut metadata = HashMap::new();
+        for i in 0..kv_count {
+            let key = cursor.string(&format!("metadata key {i}"))?;
+            let what = format!("metadata {key}");
+            let kind = cursor.u32(&what)?;
+            let value = cursor.value(kind, &what)?;
+            if metadata.insert(key, value).is_some() {
+                return Err(ModelError::Format(format!("{what} appears twice")));
+            }
         }
-        let mut tensors = HashMap::with_capacity(tensor_count);
-        for _ in 0..tensor_count {
-            let name = cursor.string()?;
-            let n_dims = cursor.u32()? as usize;
-            let dims =
-                (0..n_dims).map(|_| cursor.u64().map(|d| d as usize)).collect::<ModelResult<Vec<_>>>()?;
-            let kind = cursor.u32()?;
-            let offset = cursor.u64()? as usize;
-            tensors.insert(name.clone(), TensorInfo { name, dims, kind, offset });
-        }
-        let alignment = match metadata.get("general.alignment") {
-            Some(GgufValue::Uint(a)) if *a > 0 => *a as usize,
-            _ => 32,
-        };
-        let data_start = cursor.at.div_ceil(alignment) * alignment;
+        let alignment = alignment(&metadata)?;
+        let infos = (0..tensor_count)
+            .map(|i| directory::read_info(&mut cursor, i, alignment))
+            .collect::<ModelResult<Vec<_>>>()?;
+        let data_start = cursor
+            .at
+            .checked_next_multiple_of(alignment)
+            .ok_or_else(|| ModelError::Format("the data section's start overflows".into()))?;
+        let tensors = directory::check_ranges(infos, data_start, bytes.len(), alignment)?;
         Ok(Self { metadata, tensors, bytes, data_start })
     }
 
     /// An unsigned integer metadata value.
     pub fn uint(&self, key: &str) -> ModelResult<u64> {
+        self.optional_uint(key)?.ok_or_else(|| ModelError::Missing(format!("unsigned metadata {key}")))
+    }
+
+    /// An unsigned integer metadata value, `None` when absent; an error when of another kind.
+    pub fn optional_uint(&self, key: &str) -> ModelResult<Option<u64>> {
         match self.metadata.get(key) {
-            Some(GgufValue::Uint(v)) => Ok(*v),
-            Some(GgufValue::Int(v)) if *v >= 0 => Ok(*v as u64),
-            _ => Err(ModelError::Missing(format!("unsigned metadata {key}"))),
+            None => Ok(None),
+            Some(GgufValue::Uint(v)) => Ok(Some(*v)),
+            Some(GgufValue::Int(v)) if *v >= 0 => Ok(Some(*v as u64)),
+            Some(other) => Err(ModelError::Format(format!(
+                "metadata {key} is {}, not an unsigned integer",
+                other.describe()
+            ))),
         }
     }
 
     /// A float metadata value.
     pub fn float(&self, key: &str) -> ModelResult<f64> {
+        self.optional_float(key)?.ok_or_else(|| ModelError::Missing(format!("float metadata {key}")))
+    }
+
+    /// A float metadata value, `None` when absent; an error when of another kind.
+    pub fn optional_float(&self, key: &str) -> ModelResult<Option<f64>> {
         match self.metadata.get(key) {
-            Some(GgufValue::Float(v)) => Ok(*v),
-            _ => Err(ModelError::Missing(format!("float metadata {key}"))),
+            None => Ok(None),
+            Some(GgufValue::Float(v)) => Ok(Some(*v)),
+            Some(other) => {
+                Err(ModelError::Format(format!("metadata {key} is {}, not a float", other.describe())))
+            }
         }
     }
 
@@ -148,68 +209,29 @@ impl GgufFile {
         let info = self.tensors.get(name).ok_or_else(|| ModelError::Missing(format!("tensor {name}")))?;
         let kind = GgmlType::from_id(info.kind)
             .ok_or_else(|| ModelError::UnsupportedType { name: name.into(), kind: info.kind })?;
-        let start = self.data_start + info.offset;
-        let size = kind.bytes_for(info.len());
-        let bytes = self
-            .bytes
-            .get(start..start + size)
-            .ok_or_else(|| ModelError::Format(format!("tensor {name} runs past the end of the file")))?;
+        // Recomputed rather than trusted: `tensors` is public and may have been edited.
+        let bytes = TypeLayout::of(info.kind)
+            .and_then(|layout| layout.size(&info.dims).ok())
+            .and_then(|size| {
+                let start = self.data_start.checked_add(info.offset)?;
+                self.bytes.get(start..start.checked_add(size)?)
+            })
+            .ok_or_else(|| ModelError::Tensor {
+                name: name.into(),
+                problem: "its bytes lie outside the file".into(),
+            })?;
         Ok((dequantize(kind, bytes, info.len()), info.dims.clone()))
     }
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> ModelResult<&'a [u8]> {
-        let slice = self
-            .bytes
-            .get(self.at..self.at + n)
-            .ok_or_else(|| ModelError::Format(format!("truncated at byte {}", self.at)))?;
-        self.at += n;
-        Ok(slice)
-    }
-
-    fn array<const N: usize>(&mut self) -> ModelResult<[u8; N]> {
-        Ok(self.take(N)?.try_into().unwrap())
-    }
-
-    fn u32(&mut self) -> ModelResult<u32> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> ModelResult<u64> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-
-    fn string(&mut self) -> ModelResult<String> {
-        let len = self.u64()? as usize;
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|e| ModelError::Format(format!("string: {e}")))
-    }
-
-    fn value(&mut self, kind: u32) -> ModelResult<GgufValue> {
-        Ok(match kind {
-            0 => GgufValue::Uint(self.array::<1>()?[0] as u64),
-            1 => GgufValue::Int(self.array::<1>()?[0] as i8 as i64),
-            2 => GgufValue::Uint(u16::from_le_bytes(self.array()?) as u64),
-            3 => GgufValue::Int(i16::from_le_bytes(self.array()?) as i64),
-            4 => GgufValue::Uint(self.u32()? as u64),
-            5 => GgufValue::Int(i32::from_le_bytes(self.array()?) as i64),
-            6 => GgufValue::Float(f32::from_le_bytes(self.array()?) as f64),
-            7 => GgufValue::Bool(self.array::<1>()?[0] != 0),
-            8 => GgufValue::String(self.string()?),
-            9 => {
-                let item = self.u32()?;
-                let len = self.u64()? as usize;
-                GgufValue::Array((0..len).map(|_| self.value(item)).collect::<ModelResult<_>>()?)
-            }
-            10 => GgufValue::Uint(self.u64()?),
-            11 => GgufValue::Int(i64::from_le_bytes(self.array()?)),
-            12 => GgufValue::Float(f64::from_le_bytes(self.array()?)),
-            other => return Err(ModelError::Format(format!("unknown metadata type {other}"))),
-        })
+/// `general.alignment`: a power of two (32 when absent).
+fn alignment(metadata: &HashMap<String, GgufValue>) -> ModelResult<usize> {
+    match metadata.get("general.alignment") {
+        None => Ok(32),
+        Some(GgufValue::Uint(a)) if a.is_power_of_two() && *a <= MAX_ALIGNMENT => Ok(*a as usize),
+        Some(other) => Err(ModelError::Format(format!(
+            "general.alignment is {}, not a power of two up to {MAX_ALIGNMENT}",
+            other.describe()
+        ))),
     }
 }

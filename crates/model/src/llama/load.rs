@@ -1,4 +1,5 @@
-//! Building a [`Llama`] from a GGUF file.
+//! Building a [`Llama`] from a GGUF file: every tensor's shape checked against the config
+//! before it is dequantised, its values checked finite after.
 
 use burn::module::Param;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
@@ -12,44 +13,68 @@ impl<B: Backend> Llama<B> {
     /// Loads the weights of `file` (dequantised to f32) with the attention of `plan`.
     pub fn from_gguf(file: &GgufFile, plan: &AttentionPlan, device: &B::Device) -> ModelResult<Self> {
         let config = LlamaConfig::from_gguf(file)?;
-        // GGML dims are fastest-varying first: a [d_in, d_out] weight is d_out rows of d_in.
-        let matrix = |name: &str| -> ModelResult<Tensor<B, 2>> {
-            let (values, dims) = file.tensor_f32(name)?;
-            if dims.len() != 2 {
-                return Err(ModelError::Format(format!("{name} has dims {dims:?}, expected 2")));
-            }
-            Ok(Tensor::from_data(TensorData::new(values, [dims[1], dims[0]]), device))
-        };
-        let projection = |name: &str| matrix(name).map(|w| linear(w.transpose()));
-        let norm = |name: &str| -> ModelResult<RmsNorm<B>> {
-            let (values, dims) = file.tensor_f32(name)?;
-            let weight = Tensor::from_data(TensorData::new(values, [dims[0]]), device);
-            Ok(RmsNorm { weight: Param::from_tensor(weight), eps: config.norm_eps })
-        };
-        let mut layers = Vec::with_capacity(config.layers);
-        for i in 0..config.layers {
-            let name = |part: &str| format!("blk.{i}.{part}.weight");
-            layers.push(LlamaLayer {
-                attn_norm: norm(&name("attn_norm"))?,
-                q: projection(&name("attn_q"))?,
-                k: projection(&name("attn_k"))?,
-                v: projection(&name("attn_v"))?,
-                o: projection(&name("attn_output"))?,
-                attention: plan.for_layer(i).init(device)?,
-                ffn_norm: norm(&name("ffn_norm"))?,
-                gate: projection(&name("ffn_gate"))?,
-                up: projection(&name("ffn_up"))?,
-                down: projection(&name("ffn_down"))?,
-            });
-        }
+        plan.check(config.layers)?;
         if file.tensors.contains_key("output.weight") {
             return Err(ModelError::Format("untied output.weight is not supported yet".into()));
         }
+        let c = &config;
+        let (q_width, kv_width) = (c.heads * c.head_dim(), c.kv_heads * c.head_dim());
+        // GGML dims are fastest-varying first: a [d_in, d_out] weight is d_out rows of d_in.
+        let matrix = |name: &str, d_in: usize, d_out: usize, meaning: &str| -> ModelResult<Tensor<B, 2>> {
+            let values = checked_tensor(file, name, &[d_in, d_out], meaning)?;
+            Ok(Tensor::from_data(TensorData::new(values, [d_out, d_in]), device))
+        };
+        let projection = |name: &str, d_in, d_out, meaning: &str| {
+            matrix(name, d_in, d_out, meaning).map(|w| linear(w.transpose()))
+        };
+        let norm = |name: &str| -> ModelResult<RmsNorm<B>> {
+            let values = checked_tensor(file, name, &[c.d_model], "embedding width")?;
+            let weight = Tensor::from_data(TensorData::new(values, [c.d_model]), device);
+            Ok(RmsNorm { weight: Param::from_tensor(weight), eps: c.norm_eps })
+        };
+        let (d, ff) = (c.d_model, c.d_ff);
+        let mut layers = Vec::new();
+        for i in 0..c.layers {
+            let name = |part: &str| format!("blk.{i}.{part}.weight");
+            layers.push(LlamaLayer {
+                attn_norm: norm(&name("attn_norm"))?,
+                q: projection(&name("attn_q"), d, q_width, "embedding width x heads * head_dim")?,
+                k: projection(&name("attn_k"), d, kv_width, "embedding width x KV heads * head_dim")?,
+                v: projection(&name("attn_v"), d, kv_width, "embedding width x KV heads * head_dim")?,
+                o: projection(&name("attn_output"), q_width, d, "heads * head_dim x embedding width")?,
+                attention: plan.for_layer(i).init(device)?,
+                ffn_norm: norm(&name("ffn_norm"))?,
+                gate: projection(&name("ffn_gate"), d, ff, "embedding width x feed-forward width")?,
+                up: projection(&name("ffn_up"), d, ff, "embedding width x feed-forward width")?,
+                down: projection(&name("ffn_down"), ff, d, "feed-forward width x embedding width")?,
+            });
+        }
+        let embedding = matrix("token_embd.weight", d, c.vocab_size, "embedding width x vocabulary")?;
         Ok(Self {
-            embedding: Param::from_tensor(matrix("token_embd.weight")?),
+            embedding: Param::from_tensor(embedding),
             layers,
             norm: norm("output_norm.weight")?,
             config,
         })
     }
+}
+
+/// The values of tensor `name`, which must have GGML dims `dims` (`meaning` says what the
+/// config makes them) and hold only finite values.
+fn checked_tensor(file: &GgufFile, name: &str, dims: &[usize], meaning: &str) -> ModelResult<Vec<f32>> {
+    let info = file.tensors.get(name).ok_or_else(|| ModelError::Missing(format!("tensor {name}")))?;
+    if info.dims != dims {
+        return Err(ModelError::Tensor {
+            name: name.into(),
+            problem: format!("has shape {:?}, the config needs {dims:?} ({meaning})", info.dims),
+        });
+    }
+    let (values, _) = file.tensor_f32(name)?;
+    if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+        return Err(ModelError::Tensor {
+            name: name.into(),
+            problem: format!("value {at} is {}: weights must be finite", values[at]),
+        });
+    }
+    Ok(values)
 }

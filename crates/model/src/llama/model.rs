@@ -99,6 +99,14 @@ impl AttentionPlan {
         Self { default, dense_layers, hash_mappings: None }
     }
 
+    /// Errors when a dense layer is not a layer of a model with `layers` layers.
+    pub fn check(&self, layers: usize) -> ModelResult<()> {
+        match self.dense_layers.iter().find(|&&l| l >= layers) {
+            Some(l) => Err(ModelError::Config(format!("dense layer {l} is not among the {layers} layers"))),
+            None => Ok(()),
+        }
+    }
+
     /// The config of layer `layer`.
     pub fn for_layer(&self, layer: usize) -> AttentionConfig {
         if self.dense_layers.contains(&layer) {
@@ -157,7 +165,11 @@ impl<B: Backend> Llama<B> {
     /// Logits `[batch, len, vocab]` of `tokens: [batch, len]`, appended to `caches` (one per
     /// layer; empty for a fresh sequence).
     pub fn forward(&self, tokens: Tensor<B, 2, Int>, caches: &mut [KvCache<B>]) -> ModelResult<Tensor<B, 3>> {
-        Ok(self.logits(self.hidden(tokens, caches)?))
+        let logits = self.logits(self.hidden(tokens, caches)?);
+        if first_false(vec![logits.clone().is_finite().all().int()]).is_some() {
+            return Err(ModelError::NonFinite("the logits".into()));
+        }
+        Ok(logits)
     }
 
     /// Final hidden states `[batch, len, d_model]` (normalised) of `tokens: [batch, len]`.
@@ -177,8 +189,15 @@ impl<B: Backend> Llama<B> {
         let [b, t] = tokens.dims();
         let d = self.config.d_model;
         let mut x = self.embedding.val().select(0, tokens.reshape([b * t])).reshape([b, t, d]);
+        let mut finite = Vec::with_capacity(self.layers.len());
         for (i, (layer, cache)) in self.layers.iter().zip(caches.iter_mut()).enumerate() {
             x = layer.forward(x, cache, &self.config, &mut |inputs| probe(i, inputs))?;
+            finite.push(x.clone().is_finite().all().int());
+        }
+        // One read-back for all layers: NaN from bad weights or inputs stops the run here,
+        // named by the first layer whose output holds it, instead of turning into a score.
+        if let Some(layer) = first_false(finite) {
+            return Err(ModelError::NonFinite(format!("the hidden states after layer {layer}")));
         }
         Ok(self.norm.forward(x))
     }
@@ -191,6 +210,7 @@ impl<B: Backend> Llama<B> {
     /// Gives every layer the attention `plan` chooses for it (the weights stay), with the
     /// plan's trained hash mappings in HashAttention layers.
     pub fn set_attention(&mut self, plan: &AttentionPlan, device: &B::Device) -> ModelResult<()> {
+        plan.check(self.layers.len())?;
         let trained = self.load_hash_mappings(plan.hash_mappings.as_deref(), device)?;
         for (i, layer) in self.layers.iter_mut().enumerate() {
             layer.attention = layer_attention(&plan.for_layer(i), trained.as_ref(), i, device)?;
@@ -205,16 +225,26 @@ impl<B: Backend> Llama<B> {
         device: &B::Device,
     ) -> ModelResult<Option<HashMappings<B>>> {
         let Some(dir) = dir else { return Ok(None) };
-        let mappings = HashMappingsConfig::load_dir::<B>(dir, device)?.1;
-        if mappings.layers.len() != self.layers.len() {
-            return Err(ModelError::Eval(format!(
-                "hash mappings in {} are for {} layers, the model has {}",
-                dir.display(),
-                mappings.layers.len(),
-                self.layers.len()
-            )));
+        let config = HashMappingsConfig::read_dir_config(dir)?;
+        let (m, c) = (&config.mapping, &self.config);
+        let mismatch = if config.layers != c.layers {
+            Some(format!("they are for {} layers, the model has {}", config.layers, c.layers))
+        } else if m.head_dim != c.head_dim() {
+            Some(format!("they are for head_dim {}, the model's is {}", m.head_dim, c.head_dim()))
+        } else if m.query_heads != c.heads {
+            Some(format!("they are for {} query heads, the model has {}", m.query_heads, c.heads))
+        } else if m.key_heads != c.heads && m.key_heads != c.kv_heads {
+            Some(format!(
+                "they are for {} key heads, the model has {} heads and {} KV heads",
+                m.key_heads, c.heads, c.kv_heads
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = mismatch {
+            return Err(ModelError::HashMappings { dir: dir.display().to_string(), problem });
         }
-        Ok(Some(mappings))
+        Ok(Some(HashMappingsConfig::load_dir::<B>(dir, device)?.1))
     }
 
     /// Empty caches, one per layer.
@@ -237,6 +267,15 @@ pub fn layer_attention<B: Backend>(
         }
         (config, _) => config.init(device)?,
     })
+}
+
+/// The index of the first of `flags` (one-element tensors, 0 or 1) that is 0, read back
+/// from the device at once.
+fn first_false<B: Backend>(flags: Vec<Tensor<B, 1, Int>>) -> Option<usize> {
+    if flags.is_empty() {
+        return None;
+    }
+    Tensor::cat(flags, 0).into_data().iter::<i64>().position(|flag| flag == 0)
 }
 
 /// A bias-free linear layer holding `weight: [d_input, d_output]`.
