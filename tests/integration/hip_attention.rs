@@ -311,3 +311,29 @@ fn bad_configs_give_clear_errors() {
     }
     let _ = Representative::First;
 }
+
+#[test]
+fn hip_mask_and_the_selectors_refuse_positions_past_the_context() {
+    let (q, k) = (randn([1, 2, 8, 4], 0), randn([1, 2, 20, 4], 1));
+    let params = HipAttentionConfig::new().with_mask_k(4).with_block_size_q(4).with_window(2).with_sink(1);
+    let method = params.init::<B>(&device()).unwrap();
+    let past_end = QueryPositions { offset: 15, causal: true, kv_len: 20 };
+    let err = hip_mask(q.clone(), k.clone(), &past_end, &method.params).unwrap_err();
+    assert!(matches!(err, AttnError::QueriesPastContext { offset: 15, end: 23, context: 20 }), "{err}");
+    let other_context = QueryPositions { offset: 0, causal: true, kv_len: 30 };
+    let err = hip_mask(q.clone(), k.clone(), &other_context, &method.params).unwrap_err();
+    assert!(matches!(err, AttnError::Shape { name: "positions", .. }), "{err}");
+    let scores = randn([1, 2, 8, 20], 2);
+    let err = burn_sparse_attn::select::top_k_selection(scores, &past_end, 1, 2, 3).unwrap_err();
+    assert!(matches!(err, AttnError::QueriesPastContext { .. }), "{err}");
+    // A non-finite scale is refused wherever a scale is taken.
+    let v = randn([1, 2, 20, 4], 3);
+    let options = AttnOptions::causal().with_scale(f64::INFINITY);
+    assert!(matches!(dense_attention(q.clone(), k.clone(), v.clone(), &options), Err(AttnError::Config(_))));
+    let err = HipAttentionConfig::new().with_scale(Some(f64::NAN)).init::<B>(&device()).unwrap().forward(
+        randn([1, 2, 20, 4], 4),
+        k,
+        v,
+    );
+    assert!(matches!(err, Err(AttnError::Config(_))), "{err:?}");
+}

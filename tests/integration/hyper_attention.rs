@@ -5,7 +5,7 @@ use crate::common::*;
 use burn::module::Module;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::{Int, Tensor, TensorData};
-use burn_sparse_attn::methods::hyper_attention_non_causal;
+use burn_sparse_attn::methods::{hyper_attention_causal, hyper_attention_non_causal, HyperParams};
 use burn_sparse_attn::select::{gray_position, gray_positions, lsh_buckets, stable_order};
 use burn_sparse_attn::{
     dense_attention, gather_attention, AttentionMethod, AttnError, AttnOptions, HyperAttention,
@@ -69,7 +69,8 @@ fn exact_below_min_seq_len_and_when_a_block_covers_the_sequence() {
     let (q, k, v) = (randn([1, 2, 30, 8], 1), randn([1, 2, 45, 8], 2), randn([1, 2, 45, 4], 3));
     let method = hyper(8, 64, 32, 0);
     let params = method.params(8);
-    let out = hyper_attention_non_causal(q.clone(), k.clone(), v.clone(), method.projections.val(), &params);
+    let out = hyper_attention_non_causal(q.clone(), k.clone(), v.clone(), method.projections.val(), &params)
+        .unwrap();
     let exact = dense_attention(q, k, v, &AttnOptions::non_causal()).unwrap();
     assert!(max_abs_diff(out.output, exact.output) < 1e-5);
 }
@@ -83,8 +84,9 @@ fn each_query_attends_exactly_to_its_sorted_block_on_ragged_sizes() {
     let method = hyper(d, 8, 0, 0);
     let params = method.params(d);
     let projections = method.projections.val();
-    let out =
-        to_vec(hyper_attention_non_causal(q.clone(), k.clone(), v, projections.clone(), &params).output);
+    let out = to_vec(
+        hyper_attention_non_causal(q.clone(), k.clone(), v, projections.clone(), &params).unwrap().output,
+    );
 
     let order = |x: &Tensor<B, 4>| {
         to_ints(stable_order(gray_positions(lsh_buckets(x.clone(), projections.clone()), 7)))
@@ -140,8 +142,9 @@ fn planted_pairs_beat_a_random_selection_of_the_same_budget() {
     let params = method.params(d);
     let options = AttnOptions::non_causal().with_scale(0.5);
     let exact = dense_attention(q.clone(), k.clone(), v.clone(), &options).unwrap().output;
-    let out =
-        hyper_attention_non_causal(q.clone(), k.clone(), v.clone(), method.projections.val(), &params).output;
+    let out = hyper_attention_non_causal(q.clone(), k.clone(), v.clone(), method.projections.val(), &params)
+        .unwrap()
+        .output;
     let hyper_error = rel_error(out, exact.clone());
     let random_error = rel_error(random_selection(q, k, v, 128, params.scale), exact);
     eprintln!("planted pairs n={n}: HyperAttention {hyper_error:.4}, random 128 keys {random_error:.4}");
@@ -164,7 +167,8 @@ fn error_falls_as_sample_size_grows() {
                 v.clone(),
                 method.projections.val(),
                 &method.params(16),
-            );
+            )
+            .unwrap();
             rel_error(out.output, exact.clone())
         })
         .collect();
@@ -249,4 +253,38 @@ fn bad_configs_and_inputs_give_clear_errors() {
     let err =
         hyper(8, 8, 8, 8).forward(randn([1, 1, 4, 6], 0), randn([1, 1, 4, 6], 1), randn([1, 1, 4, 6], 2));
     assert!(matches!(err.unwrap_err(), AttnError::Shape { name: "q", .. }));
+}
+
+#[test]
+fn the_public_estimators_check_their_parameters_and_shapes() {
+    let method = hyper(8, 4, 4, 0);
+    let (q, k, v) = (randn([1, 2, 16, 8], 0), randn([1, 1, 16, 8], 1), randn([1, 1, 16, 8], 2));
+    let projections = method.projections.val();
+    let good = method.params(8);
+    let run_both = |params: &HyperParams, projections: Tensor<B, 2>, kv: (Tensor<B, 4>, Tensor<B, 4>)| {
+        let (k, v) = kv;
+        let non_causal =
+            hyper_attention_non_causal(q.clone(), k.clone(), v.clone(), projections.clone(), params)
+                .unwrap_err();
+        let causal = hyper_attention_causal(q.clone(), k, v, projections, params).unwrap_err();
+        (non_causal, causal)
+    };
+    for bad in [HyperParams { block_size: 0, ..good }, HyperParams { scale: f64::NAN, ..good }] {
+        let (a, b) = run_both(&bad, projections.clone(), (k.clone(), v.clone()));
+        assert!(matches!(a, AttnError::Config(_)) && matches!(b, AttnError::Config(_)), "{a} / {b}");
+    }
+    // Projections for another head_dim, or too many bits.
+    for wrong in [randn([1, 1, 6, 4], 3).reshape([6, 4]), randn([1, 1, 8, 32], 3).reshape([8, 32])] {
+        let (a, b) = run_both(&good, wrong, (k.clone(), v.clone()));
+        assert!(matches!(a, AttnError::Shape { name: "projections", .. }), "{a}");
+        assert!(matches!(b, AttnError::Shape { name: "projections", .. }), "{b}");
+    }
+    // Zero KV heads, and keys of another length than the queries (causal only).
+    let empty = (randn([1, 1, 16, 8], 1).narrow(1, 0, 0), randn([1, 1, 16, 8], 2).narrow(1, 0, 0));
+    let (a, b) = run_both(&good, projections.clone(), empty);
+    assert!(matches!(a, AttnError::HeadsNotDivisible { kv_heads: 0, .. }), "{a}");
+    assert!(matches!(b, AttnError::HeadsNotDivisible { kv_heads: 0, .. }), "{b}");
+    let longer = (randn([1, 1, 20, 8], 1), randn([1, 1, 20, 8], 2));
+    let err = hyper_attention_causal(q.clone(), longer.0, longer.1, projections, &good).unwrap_err();
+    assert!(matches!(err, AttnError::Shape { name: "q", .. }), "{err}");
 }

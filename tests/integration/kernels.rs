@@ -287,7 +287,7 @@ fn methods_match_reference<G: Backend>(device: &G::Device, tolerance: f32, exact
             let positions = QueryPositions { offset: start, causal: true, kv_len };
             let scores = cache.state::<PageBounds<G>>().unwrap().scores(part(&q));
             let pages = (heavy as usize).div_ceil(page_size);
-            let chosen = page_selection(scores, &positions, page_size, sink, window, pages);
+            let chosen = page_selection(scores, &positions, page_size, sink, window, pages).unwrap();
             let selection = budget_union(Some(chosen), &positions, [1, heads, len], &budget, device).unwrap();
             let (keys, values) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
             let expected = gather_attention(part(&q), keys, values, &selection, scale).unwrap();

@@ -123,7 +123,7 @@ fn quest_picks_the_pages_a_direct_computation_says() {
         // The selection primitive: heavy keys of the chosen pages.
         let positions = QueryPositions { offset: 0, causal: true, kv_len: dims.kv_len };
         let scores = PageBounds::of_keys(k.clone(), PAGE).unwrap().scores(q.clone());
-        let heavy = page_selection(scores, &positions, PAGE, SINK, WINDOW, PAGES);
+        let heavy = page_selection(scores, &positions, PAGE, SINK, WINDOW, PAGES).unwrap();
         let (indices, valid) = (to_ints(heavy.indices), to_bools(heavy.valid));
         let width = indices.len() / expected.len();
         for (r, row) in expected.iter().enumerate() {

@@ -3,6 +3,8 @@
 
 use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
+use crate::error::{AttnError, AttnResult};
+
 /// Where each query sits among the keys, resolved from [`AttnOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueryPositions {
@@ -22,6 +24,22 @@ impl QueryPositions {
         } else {
             self.kv_len - 1
         }
+    }
+
+    /// Checks that `query_len` queries fit a context of `kv_len` keys at these positions.
+    pub fn check(&self, query_len: usize, kv_len: usize) -> AttnResult<()> {
+        if self.kv_len != kv_len {
+            return Err(AttnError::Shape {
+                name: "positions",
+                expected: format!("kv_len {kv_len} (the keys given)"),
+                got: vec![self.kv_len],
+            });
+        }
+        let end = self.offset + query_len;
+        if self.causal && end > kv_len {
+            return Err(AttnError::QueriesPastContext { offset: self.offset, end, context: kv_len });
+        }
+        Ok(())
     }
 
     /// The same positions for the queries `start..` of this call.

@@ -29,11 +29,15 @@ pub fn gather_attention<B: Backend>(
     scale: f64,
 ) -> AttnResult<AttnOutput<B>> {
     let shape = AttnShape::of(&q, &k, &v)?;
+    if !scale.is_finite() {
+        return Err(AttnError::Config(format!("the logit scale must be finite, got {scale}")));
+    }
     let [b, h, t, _] = selection.dims();
     if (b, h, t) != (shape.batch, shape.query_heads, shape.query_len) {
+        let (qb, qh, qt) = (shape.batch, shape.query_heads, shape.query_len);
         return Err(AttnError::Shape {
             name: "selection",
-            expected: format!("[{b}, {h}, {t}, n] (batch, heads, queries of q)"),
+            expected: format!("[{qb}, {qh}, {qt}, n] (batch, heads, queries of q)"),
             got: selection.dims().to_vec(),
         });
     }

@@ -54,8 +54,12 @@ impl AttnOptions {
         self.scale.unwrap_or(1.0 / (head_dim as f64).sqrt())
     }
 
-    /// Resolves where queries sit among the keys, checking that they fit.
+    /// Resolves where queries sit among the keys, checking that they fit (and that the scale
+    /// is finite).
     pub fn positions(&self, shape: &AttnShape) -> AttnResult<QueryPositions> {
+        if let Some(scale) = self.scale.filter(|s| !s.is_finite()) {
+            return Err(AttnError::Config(format!("the logit scale must be finite, got {scale}")));
+        }
         let (q, kv) = (shape.query_len, shape.kv_len);
         if !self.causal {
             return Ok(QueryPositions { offset: 0, causal: false, kv_len: kv });

@@ -12,5 +12,6 @@ pub use mapping::{HashMapping, HashMappingConfig};
 pub use mlp::{HashActivation, HeadwiseMlp, HeadwiseMlpConfig};
 pub use per_layer::{layer_path, HashMappings, HashMappingsConfig};
 pub use signature::{
-    matching_bits, pack_signs, ranked_matching_bits, unpack_signs, words_for_bits, WORD_BITS,
+    matching_bits, pack_signs, ranked_group_matching_bits, ranked_matching_bits, unpack_signs,
+    words_for_bits, WORD_BITS,
 };

@@ -76,10 +76,33 @@ pub fn matching_bits<B: Backend>(query: Tensor<B, 4, Int>, key: Tensor<B, 4, Int
 ///
 /// Shapes as in [`matching_bits`].
 pub fn ranked_matching_bits<B: Backend>(query: Tensor<B, 4, Int>, key: Tensor<B, 4, Int>) -> Tensor<B, 4> {
+    ranked_group_matching_bits(query, key, 1)
+}
+
+/// Matching bits summed over each `group` consecutive query heads (one ranking per group:
+/// a selection shared by the query heads of a KV head), ranked as in
+/// [`ranked_matching_bits`]; exact in f32 while `(group * bits + 1) * (kv_len + 1) < 2^24`.
+///
+/// - shapes of `query`, `key` as in [`matching_bits`]; `group` divides `query_heads`
+/// - returns `[batch, query_heads / group, query_len, kv_len]`
+pub fn ranked_group_matching_bits<B: Backend>(
+    query: Tensor<B, 4, Int>,
+    key: Tensor<B, 4, Int>,
+    group: usize,
+) -> Tensor<B, 4> {
+    let [b, query_heads, query_len, _] = query.dims();
     let kv_len = key.dims()[2];
-    let order =
-        Tensor::<B, 1, Int>::arange(0..kv_len as i64, &key.device()).float().reshape([1, 1, 1, kv_len]);
-    matching_bits(query, key).mul_scalar((kv_len + 1) as f64).sub(order)
+    let device = key.device();
+    let mut counts = matching_bits(query, key);
+    if group > 1 {
+        let rows = query_heads / group;
+        counts = counts
+            .reshape([b, rows, group, query_len, kv_len])
+            .sum_dim(2)
+            .reshape([b, rows, query_len, kv_len]);
+    }
+    let order = Tensor::<B, 1, Int>::arange(0..kv_len as i64, &device).float().reshape([1, 1, 1, kv_len]);
+    counts.mul_scalar((kv_len + 1) as f64).sub(order)
 }
 
 /// `[1, 1, 1, 1, 32]` tensor of `0..32`.

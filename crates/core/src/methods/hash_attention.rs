@@ -12,8 +12,8 @@ use crate::attend::AttnOptions;
 use crate::attend::AttnOutput;
 use crate::cache::KvCache;
 use crate::error::{AttnError, AttnResult};
-use crate::hash::{ranked_matching_bits, HashMapping, HashMappingConfig};
-use crate::select::{budget_selection, KeySelection, SparseBudget};
+use crate::hash::{ranked_group_matching_bits, HashMapping, HashMappingConfig};
+use crate::select::{budget_union, top_k_selection, KeySelection, SparseBudget};
 use crate::shape::AttnShape;
 
 /// Config of [`HashAttention`].
@@ -31,6 +31,11 @@ pub struct HashAttentionConfig {
     /// Keys chosen by signature score: a count when > 1, else a fraction of the context.
     #[config(default = 0.03125)]
     pub heavy: f64,
+    /// One key list per KV head (GQA): match counts summed over the KV head's query heads,
+    /// so that each chosen K/V row is read once for the group instead of once per query
+    /// head. Off: a list per query head, as in the paper.
+    #[config(default = false)]
+    pub shared_selection: bool,
     /// Logit scale; `None` means `1 / sqrt(head_dim)`.
     pub scale: Option<f64>,
 }
@@ -49,6 +54,9 @@ pub struct HashAttention<B: Backend> {
     /// Sink, window and heavy budget.
     #[module(skip)]
     pub budget: SparseBudget,
+    /// One key list per KV head (see [`HashAttentionConfig::shared_selection`]).
+    #[module(skip)]
+    pub shared_selection: bool,
     /// Logit scale; `None` means `1 / sqrt(head_dim)`.
     #[module(skip)]
     pub scale: Option<f64>,
@@ -65,7 +73,7 @@ impl HashAttentionConfig {
     pub fn init_with<B: Backend>(&self, mapping: HashMapping<B>) -> AttnResult<HashAttention<B>> {
         let budget = SparseBudget { sink: self.sink, window: self.window, heavy: self.heavy };
         budget.validate()?;
-        Ok(HashAttention { mapping, budget, scale: self.scale })
+        Ok(HashAttention { mapping, budget, shared_selection: self.shared_selection, scale: self.scale })
     }
 }
 
@@ -103,7 +111,8 @@ impl<B: Backend> AttentionMethod<B> for HashAttention<B> {
         };
         cache.set_state(Some(KeySignatures(key_signatures.clone())));
         let query_signatures = self.mapping.query_signatures(q.clone())?;
-        let scorer = Scorer::Signatures { query: query_signatures, key: key_signatures };
+        let group = self.selection_group(&q, &k);
+        let scorer = Scorer::Signatures { query: query_signatures, key: key_signatures, group };
         select_then_attend(q, k, v, &self.budget, self.scale, scorer)
     }
 }
@@ -119,9 +128,27 @@ impl<B: Backend> HashAttention<B> {
         };
         let shape = AttnShape::of(&q, &keys, &keys)?;
         let positions = AttnOptions::causal().positions(&shape)?;
-        let scores = ranked_matching_bits(self.mapping.query_signatures(q.clone())?, signatures);
+        let group = self.selection_group(&q, &keys);
+        let scores = ranked_group_matching_bits(self.mapping.query_signatures(q.clone())?, signatures, group);
+        let heavy = top_k_selection(
+            scores,
+            &positions,
+            self.budget.sink,
+            self.budget.window,
+            self.budget.heavy_count(shape.kv_len),
+        )?;
         let dims = [shape.batch, shape.query_heads, shape.query_len];
-        budget_selection(Some(scores), &positions, dims, &self.budget, &q.device())
+        budget_union(heavy.map(|h| h.per_query_head(group)), &positions, dims, &self.budget, &q.device())
+    }
+
+    /// Query heads that share one key list: those of a KV head with `shared_selection`,
+    /// else 1.
+    fn selection_group(&self, q: &Tensor<B, 4>, k: &Tensor<B, 4>) -> usize {
+        if self.shared_selection {
+            q.dims()[1] / k.dims()[1]
+        } else {
+            1
+        }
     }
 }
 

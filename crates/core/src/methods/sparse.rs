@@ -4,7 +4,7 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::attend::{gather_attention_unchecked, AttnOptions, AttnOutput};
 use crate::error::{AttnError, AttnResult};
-use crate::hash::ranked_matching_bits;
+use crate::hash::ranked_group_matching_bits;
 use crate::kernels::{self, KernelWindow};
 use crate::positions::QueryPositions;
 use crate::select::{
@@ -21,14 +21,24 @@ pub(crate) enum Scorer<'a, B: Backend> {
     /// `[batch, query_heads, query_len, kv_len]` of those queries.
     Exact(&'a dyn Fn(usize, usize) -> AttnResult<Tensor<B, 4>>),
     /// Matching bits of query signatures `[batch, query_heads, query_len, words]` against key
-    /// signatures `[batch, signature_heads, kv_len, words]`; ties go to the earlier key.
-    Signatures { query: Tensor<B, 4, Int>, key: Tensor<B, 4, Int> },
+    /// signatures `[batch, signature_heads, kv_len, words]`, summed over `group` consecutive
+    /// query heads that then share one key list (1: a list per query head); ties go to the
+    /// earlier key.
+    Signatures { query: Tensor<B, 4, Int>, key: Tensor<B, 4, Int>, group: usize },
     /// Whole pages of `page_size` keys: `score(query_start, query_len)` gives page scores
     /// `[batch, query_heads, query_len, pages]`; the heavy budget is rounded up to pages.
     Pages { score: &'a dyn Fn(usize, usize) -> AttnResult<Tensor<B, 4>>, page_size: usize },
 }
 
 impl<B: Backend> Scorer<'_, B> {
+    /// Query heads that share one key list.
+    fn group(&self) -> usize {
+        match self {
+            Scorer::Signatures { group, .. } => *group,
+            _ => 1,
+        }
+    }
+
     /// The heavy keys of queries `start..start + len` at `positions` (the reference path).
     fn heavy_selection(
         &self,
@@ -42,13 +52,15 @@ impl<B: Backend> Scorer<'_, B> {
         match self {
             Scorer::None => Ok(None),
             Scorer::Exact(score) => top_k_selection(score(start, len)?, positions, sink, window, heavy),
-            Scorer::Signatures { query, key } => {
-                let scores = ranked_matching_bits(query.clone().narrow(2, start, len), key.clone());
-                top_k_selection(scores, positions, sink, window, heavy)
+            Scorer::Signatures { query, key, group } => {
+                let scores =
+                    ranked_group_matching_bits(query.clone().narrow(2, start, len), key.clone(), *group);
+                let shared = top_k_selection(scores, positions, sink, window, heavy)?;
+                Ok(shared.map(|s| s.per_query_head(*group)))
             }
             Scorer::Pages { score, page_size } => {
                 let pages = heavy.div_ceil(*page_size);
-                Ok(Some(page_selection(score(start, len)?, positions, *page_size, sink, window, pages)))
+                Ok(Some(page_selection(score(start, len)?, positions, *page_size, sink, window, pages)?))
             }
         }
     }
@@ -66,8 +78,8 @@ impl<B: Backend> Scorer<'_, B> {
         Ok(match self {
             Scorer::None => None,
             Scorer::Exact(score) => kernels::top_k_by_scores(&score(start, len)?, at, heavy),
-            Scorer::Signatures { query, key } => {
-                kernels::top_k_by_signatures(&query.clone().narrow(2, start, len), key, 1, at, heavy)
+            Scorer::Signatures { query, key, group } => {
+                kernels::top_k_by_signatures(&query.clone().narrow(2, start, len), key, *group, at, heavy)
             }
             Scorer::Pages { score, page_size } => {
                 let scores =
@@ -125,7 +137,9 @@ pub(crate) fn select_then_attend<B: Backend>(
                 scorer.kernel_heavy(start, len, &chunk_positions, at, heavy)?
             };
             if heavy == 0 || chosen.is_some() {
-                if let Some(out) = kernels::sparse_attention(&q_chunk, &k, &v, chosen.as_ref(), 1, at, scale)
+                let group = scorer.group();
+                if let Some(out) =
+                    kernels::sparse_attention(&q_chunk, &k, &v, chosen.as_ref(), group, at, scale)
                 {
                     parts.push(out);
                     continue;

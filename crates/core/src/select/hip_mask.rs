@@ -131,6 +131,7 @@ pub fn hip_mask<B: Backend>(
 ) -> AttnResult<HipMask<B>> {
     params.validate()?;
     let shape = crate::shape::AttnShape::of(&q, &k, &k)?;
+    positions.check(shape.query_len, shape.kv_len)?;
     let device = q.device();
     let (b, hq, tq, d) = (shape.batch, shape.query_heads, shape.query_len, shape.head_dim);
     let (bq, bk, kb) = (params.block_size_q, params.block_size_k, params.branches());

@@ -35,6 +35,21 @@ impl<B: Backend> KeySelection<B> {
         self.indices.dims()
     }
 
+    /// A selection of `[batch, rows, query_len, n]` given to each of `group` consecutive
+    /// query heads: `[batch, rows * group, query_len, n]` (a list shared by a KV head's query
+    /// heads).
+    pub fn per_query_head(self, group: usize) -> Self {
+        if group == 1 {
+            return self;
+        }
+        let [b, rows, t, n] = self.dims();
+        let spread = |x: Tensor<B, 4, Int>| {
+            x.reshape([b, rows, 1, t, n]).expand([b, rows, group, t, n]).reshape([b, rows * group, t, n])
+        };
+        let valid = spread(self.valid.int()).bool();
+        Self { indices: spread(self.indices), valid }
+    }
+
     /// Entries per query, padding included.
     pub fn width(&self) -> usize {
         self.dims()[3]

@@ -173,6 +173,8 @@ pub(crate) fn page_keys<B: Backend>(
 /// - `scores`: page bounds `[batch, heads, query_len, pages_total]` (see
 ///   [`PageBounds::scores`])
 /// - returns a selection `[batch, heads, query_len, pages * page_size]`
+///
+/// Errors when the pages do not cover the context of `positions` or the queries lie past it.
 pub fn page_selection<B: Backend>(
     scores: Tensor<B, 4>,
     positions: &QueryPositions,
@@ -180,12 +182,23 @@ pub fn page_selection<B: Backend>(
     sink: usize,
     window: usize,
     pages: usize,
-) -> KeySelection<B> {
-    let total = scores.dims()[3];
+) -> AttnResult<KeySelection<B>> {
+    let [_, _, query_len, total] = scores.dims();
+    if page_size == 0 || total != positions.kv_len.div_ceil(page_size) {
+        return Err(AttnError::Shape {
+            name: "page scores",
+            expected: format!(
+                "{} pages of {page_size} keys (the context)",
+                positions.kv_len.div_ceil(page_size.max(1))
+            ),
+            got: scores.dims().to_vec(),
+        });
+    }
+    positions.check(query_len, positions.kv_len)?;
     let scores = candidate_page_scores(scores, positions, page_size, sink, window);
     let (values, best) = scores.topk_with_indices(pages.min(total), 3);
     let best = best.mask_fill(values.equal_elem(f32::NEG_INFINITY), -1);
     let keys = page_keys(best, positions, page_size, sink, window);
     let valid = keys.clone().greater_equal_elem(0);
-    KeySelection { indices: keys.clamp_min(0), valid }
+    Ok(KeySelection { indices: keys.clamp_min(0), valid })
 }

@@ -23,6 +23,7 @@ pub fn top_k_selection<B: Backend>(
     k: usize,
 ) -> AttnResult<Option<KeySelection<B>>> {
     let [batch, heads, query_len, kv_len] = scores.dims();
+    positions.check(query_len, kv_len)?;
     if k > kv_len {
         return Err(AttnError::BudgetExceedsContext { budget: k, context: kv_len });
     }

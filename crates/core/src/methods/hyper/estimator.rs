@@ -6,8 +6,9 @@ use burn::tensor::{backend::Backend, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::attend::softmax::masked_softmax;
 use crate::attend::{merge, AttnOptions, AttnOutput};
-use crate::error::AttnResult;
+use crate::error::{AttnError, AttnResult};
 use crate::select::{gray_positions, lsh_buckets, stable_order_below};
+use crate::shape::AttnShape;
 
 /// The knobs of HyperAttention.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,6 +25,26 @@ pub struct HyperParams {
     pub scale: f64,
 }
 
+impl HyperParams {
+    /// Checks the knobs against queries of `head_dim` and LSH `projections: [head_dim, bits]`.
+    pub fn validate(&self, head_dim: usize, projections: [usize; 2]) -> AttnResult<()> {
+        if self.block_size == 0 || !self.scale.is_finite() {
+            return Err(AttnError::Config(format!(
+                "HyperAttention needs a positive block size and a finite scale; got {self:?}"
+            )));
+        }
+        let [rows, bits] = projections;
+        if rows != head_dim || !(1..=31).contains(&bits) {
+            return Err(AttnError::Shape {
+                name: "projections",
+                expected: format!("[{head_dim}, 1..=31] (head_dim of q, LSH bits)"),
+                got: projections.to_vec(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Non-causal HyperAttention: every query approximately sees every key.
 ///
 /// - `q`: `[batch, query_heads, query_len, head_dim]`, `k`: `[batch, kv_heads, kv_len,
@@ -35,7 +56,22 @@ pub struct HyperParams {
 /// `i` attends exactly to key block `i` of the sorted order (blocks of `block_size` keys,
 /// as many query blocks, ragged ends padded), and to `sample_size` uniformly sampled key
 /// columns outside its own block, whose weight is scaled by `kv_len / sample_size`.
+///
+/// Errors on mismatched shapes and invalid parameters ([`HyperParams::validate`]).
 pub fn hyper_attention_non_causal<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    projections: Tensor<B, 2>,
+    params: &HyperParams,
+) -> AttnResult<AttnOutput<B>> {
+    let shape = AttnShape::of(&q, &k, &v)?;
+    params.validate(shape.head_dim, projections.dims())?;
+    Ok(non_causal(q, k, v, projections, params))
+}
+
+/// [`hyper_attention_non_causal`] on checked inputs.
+fn non_causal<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
@@ -143,7 +179,30 @@ fn sampled_attention<B: Backend>(
 /// diagonal halves recurse (batched), the lower-left block (second-half queries over
 /// first-half keys, all visible) is [`hyper_attention_non_causal`], merged into the second
 /// half's rows. An odd length is padded with one zero token at the end.
+///
+/// Errors on mismatched shapes, queries and keys of different lengths, and invalid
+/// parameters ([`HyperParams::validate`]).
 pub fn hyper_attention_causal<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    projections: Tensor<B, 2>,
+    params: &HyperParams,
+) -> AttnResult<AttnOutput<B>> {
+    let shape = AttnShape::of(&q, &k, &v)?;
+    params.validate(shape.head_dim, projections.dims())?;
+    if shape.query_len != shape.kv_len {
+        return Err(AttnError::Shape {
+            name: "q",
+            expected: format!("{} queries, one per key (causal self-attention)", shape.kv_len),
+            got: q.dims().to_vec(),
+        });
+    }
+    causal(q, k, v, projections, params)
+}
+
+/// [`hyper_attention_causal`] on checked inputs.
+fn causal<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
@@ -162,13 +221,8 @@ pub fn hyper_attention_causal<B: Backend>(
         x.reshape([b, h, 2, half, e]).permute([2, 0, 1, 3, 4]).reshape([2 * b, h, half, e])
     };
     let deeper = HyperParams { seed: params.seed.wrapping_mul(31).wrapping_add(1), ..*params };
-    let diagonal = hyper_attention_causal(
-        halves(q.clone()),
-        halves(k.clone()),
-        halves(v.clone()),
-        projections.clone(),
-        &deeper,
-    )?;
+    let diagonal =
+        causal(halves(q.clone()), halves(k.clone()), halves(v.clone()), projections.clone(), &deeper)?;
     let b = diagonal.output.dims()[0] / 2;
     let upper = AttnOutput {
         output: diagonal.output.clone().narrow(0, 0, b),
@@ -176,13 +230,8 @@ pub fn hyper_attention_causal<B: Backend>(
     };
     let lower_diagonal =
         AttnOutput { output: diagonal.output.narrow(0, b, b), lse: diagonal.lse.narrow(0, b, b) };
-    let lower_left = hyper_attention_non_causal(
-        q.narrow(2, half, half),
-        k.narrow(2, 0, half),
-        v.narrow(2, 0, half),
-        projections,
-        params,
-    );
+    let lower_left =
+        non_causal(q.narrow(2, half, half), k.narrow(2, 0, half), v.narrow(2, 0, half), projections, params);
     let lower = merge(lower_diagonal, lower_left)?;
     let whole = AttnOutput::cat(vec![upper, lower]);
     Ok(AttnOutput { output: whole.output.narrow(2, 0, n), lse: whole.lse.narrow(2, 0, n) })
