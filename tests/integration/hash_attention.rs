@@ -76,6 +76,17 @@ fn identity_mapping(heads: usize, key_heads: usize, dim: usize) -> HashMapping<B
 
 #[test]
 fn sign_mapping_chooses_the_keys_a_direct_computation_says() {
+    chooses_the_keys_a_direct_computation_says(false);
+}
+
+#[test]
+fn shared_selection_chooses_the_keys_of_the_summed_match_counts() {
+    chooses_the_keys_a_direct_computation_says(true);
+}
+
+/// With identity mappings (signatures are signs), the keys chosen per query head, or per KV
+/// head from match counts summed over its query heads (`shared`), against loops.
+fn chooses_the_keys_a_direct_computation_says(shared: bool) {
     let (heads, kv_heads, dim, len) = (4, 2, 32, 41);
     let (sink, window, heavy) = (3, 4, 6);
     let dims = Dims {
@@ -91,7 +102,8 @@ fn sign_mapping_chooses_the_keys_a_direct_computation_says() {
     let config = HashAttentionConfig::new(HashMappingConfig::new(dim, heads, kv_heads))
         .with_sink(sink)
         .with_window(window)
-        .with_heavy(heavy as f64);
+        .with_heavy(heavy as f64)
+        .with_shared_selection(shared);
     let method = config.init_with(identity_mapping(heads, kv_heads, dim)).unwrap();
     let mut cache = KvCache::new();
     method
@@ -119,11 +131,14 @@ fn sign_mapping_chooses_the_keys_a_direct_computation_says() {
     let width = selection.width();
     for h in 0..heads {
         for i in 0..len {
-            let qs = signs(&qv[(h * len + i) * dim..][..dim]);
-            let score = |j: usize| {
+            let matches = |h: usize, j: usize| {
+                let qs = signs(&qv[(h * len + i) * dim..][..dim]);
                 let ks = signs(&kv[((h / 2) * len + j) * dim..][..dim]);
                 qs.iter().zip(&ks).filter(|(a, b)| a == b).count()
             };
+            let group = if shared { heads / kv_heads } else { 1 };
+            let first = h / group * group;
+            let score = |j: usize| (first..first + group).map(|g| matches(g, j)).sum::<usize>();
             let row = (h * len + i) * width;
             let chosen: Vec<usize> =
                 (0..width).filter(|&n| valid[row + n]).map(|n| indices[row + n] as usize).collect();
@@ -137,6 +152,15 @@ fn sign_mapping_chooses_the_keys_a_direct_computation_says() {
             let best_left =
                 candidates.iter().filter(|j| !chosen.contains(j)).map(|&j| score(j)).max().unwrap_or(0);
             assert!(worst_chosen >= best_left, "head {h} query {i}: chose {worst_chosen} over {best_left}");
+            // A shared list is the same for every query head of the KV head.
+            let first_row = (first * len + i) * width;
+            let first_chosen: Vec<usize> = (0..width)
+                .filter(|&n| valid[first_row + n])
+                .map(|n| indices[first_row + n] as usize)
+                .collect();
+            if shared {
+                assert_eq!(chosen, first_chosen, "head {h} query {i}");
+            }
         }
     }
 }

@@ -294,32 +294,45 @@ fn methods_match_reference<G: Backend>(device: &G::Device, tolerance: f32, exact
             assert_close(&format!("quest at {start}"), &floats(expected.output), &got, tolerance);
         }
 
-        let mapping = HashMappingConfig::new(32, heads, kv_heads).with_hidden(16).with_layers(2);
-        let config = HashAttentionConfig::new(mapping).with_sink(4).with_window(16).with_heavy(0.125);
-        let (hash_ref, hash) = same_weights::<G>(&config, device);
-        let (mut cache_ref, mut cache) = (KvCache::new(), KvCache::new());
-        for (start, len) in [(0, prefill), (prefill, 1), (prefill + 1, 1), (prefill + 2, 1)] {
-            let part_ref = |t: &Tensor<Ref, 4>| t.clone().narrow(2, start, len);
-            let part = |t: &Tensor<G, 4>| t.clone().narrow(2, start, len);
-            let expected = hash_ref
-                .forward_cached(part_ref(&q_ref), part_ref(&k_ref), part_ref(&v_ref), &mut cache_ref)
-                .unwrap();
-            let got = floats(hash.forward_cached(part(&q), part(&k), part(&v), &mut cache).unwrap().output);
-            // Same device: the reference selection (signature ranking + sort) of the same
-            // signatures, attended by the gather path.
-            let selection = hash.selection(part(&q), &cache).unwrap();
-            let (keys, values) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
-            let same_device = gather_attention(part(&q), keys, values, &selection, scale).unwrap();
-            assert_close(&format!("hash at {start}"), &floats(same_device.output), &got, tolerance);
-            // Across backends only where matmuls round alike (not CUDA's TF32, which flips
-            // the signs of codes near zero and so changes signatures).
-            if exact_matmuls {
+        // Per query head and shared per KV head (the kernels' `group`).
+        for shared in [false, true] {
+            let mapping = HashMappingConfig::new(32, heads, kv_heads).with_hidden(16).with_layers(2);
+            let config = HashAttentionConfig::new(mapping)
+                .with_sink(4)
+                .with_window(16)
+                .with_heavy(0.125)
+                .with_shared_selection(shared);
+            let (hash_ref, hash) = same_weights::<G>(&config, device);
+            let (mut cache_ref, mut cache) = (KvCache::new(), KvCache::new());
+            for (start, len) in [(0, prefill), (prefill, 1), (prefill + 1, 1), (prefill + 2, 1)] {
+                let part_ref = |t: &Tensor<Ref, 4>| t.clone().narrow(2, start, len);
+                let part = |t: &Tensor<G, 4>| t.clone().narrow(2, start, len);
+                let expected = hash_ref
+                    .forward_cached(part_ref(&q_ref), part_ref(&k_ref), part_ref(&v_ref), &mut cache_ref)
+                    .unwrap();
+                let got =
+                    floats(hash.forward_cached(part(&q), part(&k), part(&v), &mut cache).unwrap().output);
+                // Same device: the reference selection (signature ranking + sort) of the same
+                // signatures, attended by the gather path.
+                let selection = hash.selection(part(&q), &cache).unwrap();
+                let (keys, values) = (cache.keys().unwrap().clone(), cache.values().unwrap().clone());
+                let same_device = gather_attention(part(&q), keys, values, &selection, scale).unwrap();
                 assert_close(
-                    &format!("hash at {start} vs ndarray"),
-                    &floats(expected.output),
+                    &format!("hash (shared {shared}) at {start}"),
+                    &floats(same_device.output),
                     &got,
                     tolerance,
                 );
+                // Across backends only where matmuls round alike (not CUDA's TF32, which flips
+                // the signs of codes near zero and so changes signatures).
+                if exact_matmuls {
+                    assert_close(
+                        &format!("hash at {start} vs ndarray"),
+                        &floats(expected.output),
+                        &got,
+                        tolerance,
+                    );
+                }
             }
         }
     }

@@ -15,6 +15,13 @@ fn hash_config(dims: &Dims, shared: bool, heavy: f64) -> AttentionConfig {
     AttentionConfig::Hash(HashAttentionConfig::new(mapping).with_sink(1).with_window(2).with_heavy(heavy))
 }
 
+/// HashAttention with one key list per KV head.
+fn shared_selection_config(dims: &Dims, heavy: f64) -> AttentionConfig {
+    let mapping = HashMappingConfig::new(dims.head_dim, dims.query_heads, dims.kv_heads).with_hidden(16);
+    let config = HashAttentionConfig::new(mapping).with_sink(1).with_window(2).with_heavy(heavy);
+    AttentionConfig::Hash(config.with_shared_selection(true))
+}
+
 /// Methods whose budget covers every key of a context of `len` tokens.
 fn covering_methods(dims: &Dims, len: usize) -> Vec<AttentionConfig> {
     vec![
@@ -26,6 +33,7 @@ fn covering_methods(dims: &Dims, len: usize) -> Vec<AttentionConfig> {
         ),
         hash_config(dims, false, 1.0),
         hash_config(dims, true, 1.0),
+        shared_selection_config(dims, 1.0),
         AttentionConfig::Quest(
             QuestConfig::new().with_page_size(3).with_sink(1).with_window(2).with_heavy(1.0),
         ),
@@ -101,6 +109,7 @@ fn small_budgets_differ_from_dense() {
         AttentionConfig::Streaming(StreamingAttentionConfig::new().with_sink(1).with_window(2)),
         AttentionConfig::OracleTopK(OracleTopKConfig::new().with_sink(1).with_window(1).with_heavy(2.0)),
         hash_config(&dims, false, 2.0),
+        shared_selection_config(&dims, 2.0),
         AttentionConfig::Quest(
             QuestConfig::new().with_page_size(2).with_sink(1).with_window(1).with_heavy(2.0),
         ),

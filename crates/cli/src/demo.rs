@@ -26,6 +26,10 @@ pub struct DemoArgs {
     /// Give HashAttention random (untrained) mappings.
     #[arg(long)]
     random_hash: bool,
+    /// HashAttention selects one key list per KV head (match counts summed over its query
+    /// heads) instead of one per query head.
+    #[arg(long)]
+    shared_selection: bool,
     /// Write the results as JSON to this file too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -67,6 +71,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         methods: MethodKind::ALL.to_vec(),
         dense_layers: args.dense_layers.clone(),
         hash_mappings: hash_mappings.clone(),
+        shared_selection: args.shared_selection,
     };
     let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |r| {
         println!(

@@ -54,6 +54,10 @@ pub struct EvalArgs {
     /// Give HashAttention random (untrained) mappings.
     #[arg(long)]
     random_hash: bool,
+    /// HashAttention selects one key list per KV head (match counts summed over its query
+    /// heads) instead of one per query head.
+    #[arg(long)]
+    shared_selection: bool,
     /// Folder for results.json and the plots.
     #[arg(long, default_value = "eval-out")]
     out: PathBuf,
@@ -77,6 +81,7 @@ struct Results {
     model: String,
     text: String,
     hash_mappings: Option<String>,
+    shared_selection: bool,
     perplexity: Vec<PerplexityRow>,
     passkey: Vec<PasskeyRow>,
     fidelity: Vec<FidelityRow>,
@@ -99,6 +104,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
         model: args.source.model.display().to_string(),
         text: args.source.text_path().display().to_string(),
         hash_mappings: hash_mappings.as_ref().map(|d| d.display().to_string()),
+        shared_selection: args.shared_selection,
         ..Default::default()
     };
     if args.tasks.contains(&Task::Perplexity) {
@@ -108,6 +114,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             methods: args.methods.clone(),
             dense_layers: args.dense_layers.clone(),
             hash_mappings: hash_mappings.clone(),
+            shared_selection: args.shared_selection,
         };
         let longest = args.contexts.iter().copied().max().unwrap_or(0);
         let tokens = args.source.passage(&tokenizer, longest)?;
@@ -129,6 +136,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             trials: args.trials,
             dense_layers: args.dense_layers.clone(),
             hash_mappings: hash_mappings.clone(),
+            shared_selection: args.shared_selection,
             seed: 7,
         };
         burn_sparse_attn_model::eval::retrieval::check_contexts(&tokenizer, &sweep.contexts)?;
@@ -150,6 +158,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             sparsities: args.sparsities.clone(),
             methods: args.methods.clone(),
             hash_mappings: hash_mappings.clone(),
+            shared_selection: args.shared_selection,
         };
         let tokens = args.source.passage(&tokenizer, sweep.context)?;
         let mut progress = Progress::new("fidelity", sweep.rows_per_layer() * model.layers.len());

@@ -169,6 +169,7 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
             methods,
             dense_layers: args.dense_layers.clone(),
             hash_mappings,
+            shared_selection: false,
         };
         let mut progress = Progress::new("perplexity", 2 + 3 * args.sparsities.len());
         let mut step =

@@ -5,7 +5,7 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use burn_sparse_attn_core::{dense_attention, AttentionMethod, AttnOptions, KvCache};
 use serde::Serialize;
 
-use super::suite::{head_layout, settings, KeyBudget, MethodKind};
+use super::suite::{method_config, settings, KeyBudget, MethodKind};
 use crate::error::{ModelError, ModelResult};
 use crate::llama::{layer_attention, AttentionInputs, AttentionPlan, Llama};
 
@@ -23,6 +23,8 @@ pub struct FidelitySweep {
     /// Trained HashAttention mappings (a folder per `HashMappings::save_dir`); random
     /// mappings when `None`.
     pub hash_mappings: Option<std::path::PathBuf>,
+    /// HashAttention with one key list per KV head instead of one per query head.
+    pub shared_selection: bool,
 }
 
 impl FidelitySweep {
@@ -74,7 +76,12 @@ pub fn attention_fidelity<B: Backend>(
     let mut runs = Vec::new();
     for (method, sparsity) in settings(&sweep.methods, &sweep.sparsities).into_iter().skip(1) {
         let budget = KeyBudget::new(context, sparsity)?;
-        runs.push((method, sparsity, budget, method.config_for_budget(&head_layout(&model.config), &budget)));
+        runs.push((
+            method,
+            sparsity,
+            budget,
+            method_config(method, &model.config, &budget, sweep.shared_selection),
+        ));
     }
     let ids: Vec<i64> = tokens[..context].iter().map(|&t| t as i64).collect();
     let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, context]), device);

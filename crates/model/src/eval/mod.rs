@@ -14,4 +14,4 @@ pub use fidelity::{attention_fidelity, FidelityRow, FidelitySweep};
 pub use perplexity::{perplexity_sweep, PerplexityRow, PerplexitySweep};
 pub use retrieval::{passkey_sweep, PasskeyRow, PasskeySweep};
 pub use score::{score_sequence, SequenceScore};
-pub use suite::{head_layout, plan, HeadLayout, KeyBudget, MethodKind};
+pub use suite::{head_layout, method_config, plan, HeadLayout, KeyBudget, MethodKind};

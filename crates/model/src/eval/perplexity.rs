@@ -25,6 +25,8 @@ pub struct PerplexitySweep {
     /// Trained HashAttention mappings (a folder per `HashMappings::save_dir`); random
     /// mappings when `None`.
     pub hash_mappings: Option<std::path::PathBuf>,
+    /// HashAttention with one key list per KV head instead of one per query head.
+    pub shared_selection: bool,
 }
 
 impl PerplexitySweep {
@@ -75,7 +77,14 @@ pub fn perplexity_sweep<B: Backend>(
         let mut dense: Option<SequenceScore> = None;
         for (method, sparsity) in settings(&sweep.methods, &sweep.sparsities) {
             let budget = KeyBudget::new(context, sparsity)?;
-            let plan = plan(method, &model.config, &budget, &sweep.dense_layers, &sweep.hash_mappings);
+            let plan = plan(
+                method,
+                &model.config,
+                &budget,
+                &sweep.dense_layers,
+                &sweep.hash_mappings,
+                sweep.shared_selection,
+            );
             model.set_attention(&plan, device)?;
             let start = Instant::now();
             let score = score_sequence(model, passage, context / 2, device)?;

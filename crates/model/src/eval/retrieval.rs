@@ -29,6 +29,8 @@ pub struct PasskeySweep {
     /// Trained HashAttention mappings (a folder per `HashMappings::save_dir`); random
     /// mappings when `None`.
     pub hash_mappings: Option<std::path::PathBuf>,
+    /// HashAttention with one key list per KV head instead of one per query head.
+    pub shared_selection: bool,
     /// Seed of the passkeys.
     pub seed: u64,
 }
@@ -77,7 +79,14 @@ pub fn passkey_sweep<B: Backend>(
     for &context in &sweep.contexts {
         for &(method, sparsity) in &runs {
             let budget = KeyBudget::new(context, sparsity)?;
-            let plan = plan(method, &model.config, &budget, &sweep.dense_layers, &sweep.hash_mappings);
+            let plan = plan(
+                method,
+                &model.config,
+                &budget,
+                &sweep.dense_layers,
+                &sweep.hash_mappings,
+                sweep.shared_selection,
+            );
             model.set_attention(&plan, device)?;
             for &depth in &sweep.depths {
                 let mut found = 0;

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use burn_sparse_attn_core::AttentionConfig;
 pub use burn_sparse_attn_core::{HeadLayout, KeyBudget, MethodKind};
 
 use crate::llama::{AttentionPlan, LlamaConfig};
@@ -12,17 +13,32 @@ pub fn head_layout(model: &LlamaConfig) -> HeadLayout {
     HeadLayout { head_dim: model.head_dim(), query_heads: model.heads, kv_heads: model.kv_heads }
 }
 
-/// A plan giving `method` (at `budget`) to every layer but `dense_layers`, with trained hash
-/// mappings from `hash_mappings` when given.
+/// The config of `method` for `model` at `budget`; `shared_selection` gives HashAttention one
+/// key list per KV head (see `HashAttentionConfig::shared_selection`).
+pub fn method_config(
+    method: MethodKind,
+    model: &LlamaConfig,
+    budget: &KeyBudget,
+    shared_selection: bool,
+) -> AttentionConfig {
+    match method.config_for_budget(&head_layout(model), budget) {
+        AttentionConfig::Hash(hash) => AttentionConfig::Hash(hash.with_shared_selection(shared_selection)),
+        config => config,
+    }
+}
+
+/// A plan giving `method` (at `budget`, see [`method_config`]) to every layer but
+/// `dense_layers`, with trained hash mappings from `hash_mappings` when given.
 pub fn plan(
     method: MethodKind,
     model: &LlamaConfig,
     budget: &KeyBudget,
     dense_layers: &[usize],
     hash_mappings: &Option<PathBuf>,
+    shared_selection: bool,
 ) -> AttentionPlan {
     AttentionPlan {
-        default: method.config_for_budget(&head_layout(model), budget),
+        default: method_config(method, model, budget, shared_selection),
         dense_layers: dense_layers.to_vec(),
         hash_mappings: hash_mappings.clone(),
     }

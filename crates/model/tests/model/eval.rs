@@ -15,8 +15,13 @@ fn fidelity_is_exact_at_full_budget_and_the_oracle_keeps_the_most_mass() {
     let (mut model, tokenizer) = dense_model();
     let context = 2 * KeyBudget::MIN_TOTAL + 9;
     let tokens = book_tokens(&tokenizer, context);
-    let sweep =
-        FidelitySweep { context, sparsities: vec![1.0, 2.0], methods: SPARSE.to_vec(), hash_mappings: None };
+    let sweep = FidelitySweep {
+        context,
+        sparsities: vec![1.0, 2.0],
+        methods: SPARSE.to_vec(),
+        hash_mappings: None,
+        shared_selection: false,
+    };
     let mut seen = 0;
     let rows = attention_fidelity(&mut model, &tokens, &sweep, &Default::default(), |_| seen += 1).unwrap();
     assert_eq!(rows.len(), sweep.rows_per_layer() * model.layers.len());
@@ -56,6 +61,7 @@ fn perplexity_sweep_equals_dense_at_full_budget_and_rejects_long_contexts() {
         methods: SPARSE.to_vec(),
         dense_layers: vec![0],
         hash_mappings: None,
+        shared_selection: false,
     };
     let device = Default::default();
     let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |_| {}).unwrap();
@@ -82,6 +88,7 @@ fn passkey_sweep_counts_what_each_method_finds() {
         trials: 2,
         dense_layers: vec![],
         hash_mappings: None,
+        shared_selection: false,
         seed: 1,
     };
     let rows = passkey_sweep(&mut model, &tokenizer, &sweep, &Default::default(), |_| {}).unwrap();
@@ -115,8 +122,13 @@ fn trained_hash_mappings_keep_more_attention_mass_than_random_ones() {
     let context = 320;
     let tokens = book_tokens(&tokenizer, context);
     let mean_recall = |model: &mut burn_sparse_attn_model::Llama<crate::common::B>, hash_mappings| {
-        let sweep =
-            FidelitySweep { context, sparsities: vec![2.0], methods: vec![MethodKind::Hash], hash_mappings };
+        let sweep = FidelitySweep {
+            context,
+            sparsities: vec![2.0],
+            methods: vec![MethodKind::Hash],
+            hash_mappings,
+            shared_selection: false,
+        };
         let rows = attention_fidelity(model, &tokens, &sweep, &Default::default(), |_| {}).unwrap();
         rows.iter().filter_map(|r| r.mass_recall).sum::<f64>() / rows.len() as f64
     };
