@@ -130,6 +130,17 @@ fn decode(batches: &[usize], kv_heads_list: &[usize], contexts: &[usize], peak: 
                 };
                 let chosen_keys = select();
                 let select_time = median_time(select, reps, 9);
+                // The selection's two halves: the query MLP + sign packing, and the top-k alone.
+                let query_hash_time = median_time(|| mapping.query_signatures(q.clone()).unwrap(), reps, 9);
+                let query_signatures = mapping.query_signatures(q.clone()).unwrap();
+                let top_k_time = median_time(
+                    || {
+                        kernels::top_k_by_signatures(&query_signatures, &key_signatures, 1, at, heavy)
+                            .unwrap()
+                    },
+                    reps,
+                    9,
+                );
                 let attend_time = median_time(
                     || kernels::sparse_attention(&q, &k, &v, Some(&chosen_keys), 1, at, scale).unwrap(),
                     reps,
@@ -149,6 +160,8 @@ fn decode(batches: &[usize], kv_heads_list: &[usize], contexts: &[usize], peak: 
                     ("dense decode (kernel, K/V read once per KV head)", dense, kv_bytes),
                     ("hash end-to-end (per-query-head top-k)", end_to_end, signature_bytes + per_head_rows),
                     ("  part: query hash + score + top-k", select_time, signature_bytes),
+                    ("    of which query MLP + sign packing", query_hash_time, 0.0),
+                    ("    of which score + top-k kernel", top_k_time, signature_bytes),
                     ("  part: attend over chosen keys", attend_time, per_head_rows),
                     ("hash end-to-end (top-k shared per KV head)", shared, signature_bytes + shared_rows),
                 ] {

@@ -45,6 +45,19 @@ impl HyperParams {
     }
 }
 
+/// The shape of a call, after checking it and the parameters against it.
+fn checked<B: Backend>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    projections: &Tensor<B, 2>,
+    params: &HyperParams,
+) -> AttnResult<AttnShape> {
+    let shape = AttnShape::of(q, k, v)?;
+    params.validate(shape.head_dim, projections.dims())?;
+    Ok(shape)
+}
+
 /// Non-causal HyperAttention: every query approximately sees every key.
 ///
 /// - `q`: `[batch, query_heads, query_len, head_dim]`, `k`: `[batch, kv_heads, kv_len,
@@ -65,8 +78,7 @@ pub fn hyper_attention_non_causal<B: Backend>(
     projections: Tensor<B, 2>,
     params: &HyperParams,
 ) -> AttnResult<AttnOutput<B>> {
-    let shape = AttnShape::of(&q, &k, &v)?;
-    params.validate(shape.head_dim, projections.dims())?;
+    checked(&q, &k, &v, &projections, params)?;
     Ok(non_causal(q, k, v, projections, params))
 }
 
@@ -189,8 +201,7 @@ pub fn hyper_attention_causal<B: Backend>(
     projections: Tensor<B, 2>,
     params: &HyperParams,
 ) -> AttnResult<AttnOutput<B>> {
-    let shape = AttnShape::of(&q, &k, &v)?;
-    params.validate(shape.head_dim, projections.dims())?;
+    let shape = checked(&q, &k, &v, &projections, params)?;
     if shape.query_len != shape.kv_len {
         return Err(AttnError::Shape {
             name: "q",
