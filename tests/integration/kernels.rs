@@ -9,10 +9,11 @@ use burn::module::Module;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use burn_sparse_attn::kernels::{self, KernelWindow};
+use burn_sparse_attn::rng::SplitMix64;
 use burn_sparse_attn::select::{
     budget_selection, budget_union, exact_scores, page_selection, top_k_selection, PageBounds,
 };
-use burn_sparse_attn::synthetic::{normal_values, SplitMix64};
+use burn_sparse_attn::synthetic::normal_values;
 use burn_sparse_attn::{
     gather_attention, AttentionMethod, AttnOutput, HashAttention, HashAttentionConfig, HashMappingConfig,
     KeySelection, KvCache, OracleTopKConfig, QueryPositions, QuestConfig, SparseBudget,

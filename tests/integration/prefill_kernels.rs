@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use burn_sparse_attn::kernels::{self, BlockSizes, KernelWindow};
+use burn_sparse_attn::rng::SplitMix64;
 use burn_sparse_attn::select::{hip_mask, stable_order};
-use burn_sparse_attn::synthetic::SplitMix64;
 use burn_sparse_attn::{
     dense_attention, gather_attention, AttentionMethod, AttnOptions, HipAttentionConfig,
     HyperAttentionConfig, KeySelection,

@@ -2,7 +2,7 @@
 //! synthetically), from which training batches are cut on demand.
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
-use burn_sparse_attn_core::synthetic::SplitMix64;
+use burn_sparse_attn_core::rng::SplitMix64;
 use burn_sparse_attn_model::{AttentionPlan, Llama, ModelResult};
 
 /// One layer's post-RoPE queries `[heads, len, head_dim]` and keys `[kv_heads, len, head_dim]`,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::tensor::{backend::Backend, Tensor};
-use burn_sparse_attn_core::synthetic::SplitMix64;
+use burn_sparse_attn_core::rng::SplitMix64;
 
 use crate::capture::CapturedQk;
 

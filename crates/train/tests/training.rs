@@ -5,7 +5,7 @@ mod common;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
-use burn_sparse_attn_core::synthetic::SplitMix64;
+use burn_sparse_attn_core::rng::SplitMix64;
 use burn_sparse_attn_train::evaluate::recall_by_sparsity;
 use burn_sparse_attn_train::labels::{top_k_labels, true_logits, LabelConfig};
 use burn_sparse_attn_train::objective::recall_at_budget;

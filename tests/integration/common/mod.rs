@@ -12,7 +12,7 @@ pub fn device() -> <B as burn::tensor::backend::BackendTypes>::Device {
 }
 
 #[allow(unused_imports)]
-pub use burn_sparse_attn::synthetic::SplitMix64 as Rng;
+pub use burn_sparse_attn::rng::SplitMix64 as Rng;
 
 pub fn randn_vec(len: usize, seed: u64) -> Vec<f32> {
     burn_sparse_attn::synthetic::normal_values(len, seed)

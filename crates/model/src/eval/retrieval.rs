@@ -1,7 +1,7 @@
 //! Passkey retrieval accuracy per method, context, depth and sparsity, against dense.
 
 use burn::tensor::backend::Backend;
-use burn_sparse_attn_core::synthetic::SplitMix64;
+use burn_sparse_attn_core::rng::SplitMix64;
 use serde::Serialize;
 
 use super::suite::{plan, settings, KeyBudget, MethodKind};

@@ -7,7 +7,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use burn::tensor::{Int, Tensor, TensorData};
-use burn_sparse_attn_core::synthetic::SplitMix64;
+use burn_sparse_attn_core::rng::SplitMix64;
 use burn_sparse_attn_model::{AttentionPlan, GgufFile, Llama, ModelResult};
 
 use crate::alloc_limit::largest_allocation;

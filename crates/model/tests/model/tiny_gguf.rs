@@ -2,7 +2,7 @@
 //! every supported tensor type), with the position of each header field, so that tests can
 //! corrupt exactly the counts, lengths, dims, types and offsets a reader must distrust.
 
-use burn_sparse_attn_core::synthetic::SplitMix64;
+use burn_sparse_attn_core::rng::SplitMix64;
 use half::f16;
 
 /// A header field of the tiny file.
