@@ -55,6 +55,10 @@ pub enum ModelError {
     /// An evaluation was asked for something it cannot do (an unknown method, an empty sweep).
     #[error("evaluation: {0}")]
     Eval(String),
+    /// Generation or chat settings that cannot work (a bad temperature, an empty prompt, a
+    /// prompt past the model's context, a chat template that fails).
+    #[error("generation: {0}")]
+    Generation(String),
     /// An attention call failed.
     #[error(transparent)]
     Attention(#[from] burn_sparse_attn_core::AttnError),

@@ -1,8 +1,9 @@
 //! Passkey retrieval: a number hidden at a chosen depth of filler text, asked for at the end.
 
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::backend::Backend;
 
 use crate::error::ModelResult;
+use crate::generate::GenerationConfig;
 use crate::llama::Llama;
 use crate::tokenizer::GgufTokenizer;
 
@@ -41,28 +42,6 @@ pub fn passkey_prompt(
     }
 }
 
-/// Greedy continuation of `prompt`: `new_tokens` tokens, prefill then decode with caches.
-pub fn generate_greedy<B: Backend>(
-    model: &Llama<B>,
-    prompt: &[u32],
-    new_tokens: usize,
-    device: &B::Device,
-) -> ModelResult<Vec<u32>> {
-    let mut caches = model.new_caches();
-    let mut input: Vec<u32> = prompt.to_vec();
-    let mut out = Vec::with_capacity(new_tokens);
-    for _ in 0..new_tokens {
-        let ids: Vec<i64> = input.iter().map(|&t| t as i64).collect();
-        let len = ids.len();
-        let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, len]), device);
-        let hidden = model.hidden(tokens, &mut caches)?.narrow(1, len - 1, 1);
-        let next = model.logits(hidden).argmax(2).into_scalar().elem::<i64>() as u32;
-        out.push(next);
-        input = vec![next];
-    }
-    Ok(out)
-}
-
 /// Whether the model's greedy answer to a passkey prompt contains the passkey.
 pub fn retrieves_passkey<B: Backend>(
     model: &Llama<B>,
@@ -70,12 +49,11 @@ pub fn retrieves_passkey<B: Backend>(
     context: usize,
     depth: f64,
     passkey: u32,
-    device: &B::Device,
 ) -> ModelResult<(bool, String)> {
     let prompt = passkey_prompt(tokenizer, context, depth, passkey)?;
     let digits = passkey.to_string().len();
-    let answer = tokenizer.decode(&generate_greedy(model, &prompt, digits + 2, device)?)?;
+    // Greedy, as many tokens as the passkey and two more; the prompt may fill the context.
+    let config = GenerationConfig::new().with_max_new_tokens(digits + 2).with_past_context(true);
+    let answer = tokenizer.decode(&model.generate(&prompt, &config, |_| true)?.tokens)?;
     Ok((answer.contains(&passkey.to_string()), answer))
 }
-
-use burn::tensor::ElementConversion;

@@ -91,7 +91,7 @@ pub fn passkey_sweep<B: Backend>(
             for &depth in &sweep.depths {
                 let mut found = 0;
                 for &passkey in &passkeys {
-                    found += retrieves_passkey(model, tokenizer, context, depth, passkey, device)?.0 as usize;
+                    found += retrieves_passkey(model, tokenizer, context, depth, passkey)?.0 as usize;
                 }
                 let row = PasskeyRow {
                     method,

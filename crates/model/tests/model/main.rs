@@ -4,6 +4,7 @@
 mod alloc_limit;
 mod common;
 mod eval;
+mod generate;
 mod gguf_corruption;
 mod golden_logits;
 mod invalid_model;

@@ -18,7 +18,7 @@ fn passkey_is_found_unless_the_attention_drops_it() {
     let mut found = |config: Option<AttentionConfig>| {
         let plan = config.map_or_else(AttentionPlan::dense, |c| AttentionPlan::new(c, vec![]));
         model.set_attention(&plan, &device).unwrap();
-        retrieves_passkey(&model, &tokenizer, context, depth, passkey, &device).unwrap()
+        retrieves_passkey(&model, &tokenizer, context, depth, passkey).unwrap()
     };
     let (dense, answer) = found(None);
     assert!(dense, "dense answered {answer:?}");
