@@ -7,6 +7,7 @@
 mod common;
 mod dense_attention;
 mod hash_attention;
+mod hash_safetensors;
 mod hip_attention;
 mod hyper_attention;
 mod kernels;

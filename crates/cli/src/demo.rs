@@ -19,8 +19,8 @@ pub struct DemoArgs {
     /// Layers kept dense in every method.
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
-    /// Trained HashAttention mappings (a folder written by `bsa train-hash`; default: the
-    /// committed SmolLM2 mappings when the model is the default one).
+    /// Trained HashAttention mappings (a .safetensors file, or a folder written by `bsa
+    /// train-hash`; default: the built-in SmolLM2 mappings when the model is the default one).
     #[arg(long)]
     hash_mappings: Option<std::path::PathBuf>,
     /// Give HashAttention random (untrained) mappings.
@@ -38,13 +38,13 @@ pub struct DemoArgs {
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> Result<(), Error> {
     checks::sparsities("--sparsity", &[args.sparsity])?;
-    checks::input_file("--text", &args.source.text_path())?;
+    args.source.check_text()?;
     if let Some(path) = &args.json {
         checks::output_file("--json", path)?;
     }
     let device = Default::default();
     let loaded = args.source.load(&device)?;
-    let hash_mappings = hash_mappings_for(&args.source.model, args.hash_mappings.clone(), args.random_hash);
+    let hash_mappings = hash_mappings_for(&loaded, args.hash_mappings.clone(), args.random_hash)?;
     let mut model = loaded.model;
     checks::token_counts("--tokens", &[args.tokens], model.config.context_length)?;
     checks::dense_layers(&args.dense_layers, model.layers.len())?;
@@ -55,7 +55,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         "{} tokens of {} on {}; sparse methods attend to {} keys per query (sink {}, window {}, {} chosen); \
          layers {:?} stay dense; the second half of the passage is scored; HashAttention's mappings: {}",
         tokens.len(),
-        args.source.text_path().file_name().unwrap_or_default().to_string_lossy(),
+        args.source.text_name(),
         backend::name(),
         budget.total,
         budget.sink,

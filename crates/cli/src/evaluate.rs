@@ -47,8 +47,8 @@ pub struct EvalArgs {
     /// Layers kept dense in every method (perplexity and passkey).
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
-    /// Trained HashAttention mappings (a folder written by `bsa train-hash`; default: the
-    /// committed SmolLM2 mappings when the model is the default one).
+    /// Trained HashAttention mappings (a .safetensors file, or a folder written by `bsa
+    /// train-hash`; default: the built-in SmolLM2 mappings when the model is the default one).
     #[arg(long)]
     hash_mappings: Option<PathBuf>,
     /// Give HashAttention random (untrained) mappings.
@@ -95,14 +95,14 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
     check_args(&args)?;
     let device = Default::default();
     let loaded = args.source.load(&device)?;
-    let hash_mappings = hash_mappings_for(&args.source.model, args.hash_mappings.clone(), args.random_hash);
+    let hash_mappings = hash_mappings_for(&loaded, args.hash_mappings.clone(), args.random_hash)?;
     let (mut model, tokenizer) = (loaded.model, loaded.tokenizer);
     check_against_model(&args, &model)?;
     checks::hash_mappings(&model, hash_mappings.as_deref(), &device)?;
     let mut results = Results {
         backend: crate::backend::name(),
-        model: args.source.model.display().to_string(),
-        text: args.source.text_path().display().to_string(),
+        model: loaded.path.display().to_string(),
+        text: args.source.text_name(),
         hash_mappings: hash_mappings.as_ref().map(|d| d.display().to_string()),
         shared_selection: args.shared_selection,
         ..Default::default()
@@ -183,7 +183,7 @@ fn check_args(args: &EvalArgs) -> Result<(), Error> {
         return Err("--tasks: give at least one task".into());
     }
     checks::sparsities("--sparsities", &args.sparsities)?;
-    checks::input_file("--text", &args.source.text_path())?;
+    args.source.check_text()?;
     checks::in_range("--depths", &args.depths, 0.0, 1.0)?;
     checks::positive("--trials", &[args.trials])?;
     checks::output_dir("--out", &args.out)

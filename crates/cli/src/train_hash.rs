@@ -17,14 +17,14 @@ use serde::Serialize;
 use crate::backend::{self, Backend};
 use crate::checks;
 use crate::progress::Progress;
-use crate::setup::{book, book_tokens, Error, Source, DEFAULT_MODEL};
+use crate::setup::{book, book_tokens, Error, Source};
 
 /// Options of `bsa train-hash`.
 #[derive(clap::Args)]
 pub struct TrainHashArgs {
-    /// A Llama-family GGUF file (SmolLM2-135M-Instruct is downloaded when missing).
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    model: PathBuf,
+    /// A Llama-family GGUF file (default: SmolLM2-135M-Instruct, downloaded when missing).
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Training texts (default: Pride and Prejudice and Alice in Wonderland).
     #[arg(long, value_delimiter = ',')]
     train_texts: Vec<PathBuf>,

@@ -77,7 +77,7 @@ fn parameter_count(config: &HashMappingConfig) -> Option<u128> {
 }
 
 /// `(d_input, d_output)` of each linear layer of an MLP of `config`.
-fn layer_sizes(config: &HashMappingConfig) -> Vec<(usize, usize)> {
+pub(super) fn layer_sizes(config: &HashMappingConfig) -> Vec<(usize, usize)> {
     (0..config.layers)
         .map(|i| {
             let d_in = if i == 0 { config.head_dim } else { config.hidden };

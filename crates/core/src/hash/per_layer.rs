@@ -61,6 +61,39 @@ impl HashMappingsConfig {
     }
 }
 
+/// Whether `path` names a safetensors file (by its extension) rather than a folder of
+/// Burn records.
+pub fn is_safetensors(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "safetensors")
+}
+
+impl HashMappingsConfig {
+    /// The config of the mappings at `path`: a `.safetensors` file or a folder written by
+    /// [`HashMappings::save_dir`]; no weight is read.
+    pub fn read_config_at(path: impl AsRef<Path>) -> AttnResult<Self> {
+        let path = path.as_ref();
+        if is_safetensors(path) {
+            Self::read_safetensors_config(path)
+        } else {
+            Self::read_dir_config(path)
+        }
+    }
+
+    /// The mappings at `path`: a `.safetensors` file or a folder written by
+    /// [`HashMappings::save_dir`].
+    pub fn load_from<B: Backend>(
+        path: impl AsRef<Path>,
+        device: &B::Device,
+    ) -> AttnResult<(Self, HashMappings<B>)> {
+        let path = path.as_ref();
+        if is_safetensors(path) {
+            Self::load_safetensors(path, device)
+        } else {
+            Self::load_dir(path, device)
+        }
+    }
+}
+
 impl<B: Backend> HashMappings<B> {
     /// Writes `config.json` and `layer-<i>.mpk` for each layer into `dir` (created).
     pub fn save_dir(&self, config: &HashMappingsConfig, dir: impl AsRef<Path>) -> AttnResult<()> {

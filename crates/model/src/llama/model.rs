@@ -79,8 +79,9 @@ pub struct AttentionPlan {
     pub default: AttentionConfig,
     /// Layers kept dense (the first layers, often).
     pub dense_layers: Vec<usize>,
-    /// Trained HashAttention mappings, one per layer (a folder written by
-    /// `HashMappings::save_dir`); `None` gives HashAttention layers random mappings.
+    /// Trained HashAttention mappings, one per layer (a `.safetensors` file or a folder
+    /// written by `HashMappings::save_dir`); `None` gives HashAttention layers random
+    /// mappings.
     pub hash_mappings: Option<PathBuf>,
 }
 
@@ -218,14 +219,15 @@ impl<B: Backend> Llama<B> {
         Ok(())
     }
 
-    /// Trained hash mappings from `dir` (one per layer of this model), if given.
+    /// Trained hash mappings from `dir` (one per layer of this model; a `.safetensors` file
+    /// or a folder of Burn records), if given.
     pub fn load_hash_mappings(
         &self,
         dir: Option<&Path>,
         device: &B::Device,
     ) -> ModelResult<Option<HashMappings<B>>> {
         let Some(dir) = dir else { return Ok(None) };
-        let config = HashMappingsConfig::read_dir_config(dir)?;
+        let config = HashMappingsConfig::read_config_at(dir)?;
         let (m, c) = (&config.mapping, &self.config);
         let mismatch = if config.layers != c.layers {
             Some(format!("they are for {} layers, the model has {}", config.layers, c.layers))
@@ -244,7 +246,7 @@ impl<B: Backend> Llama<B> {
         if let Some(problem) = mismatch {
             return Err(ModelError::HashMappings { dir: dir.display().to_string(), problem });
         }
-        Ok(Some(HashMappingsConfig::load_dir::<B>(dir, device)?.1))
+        Ok(Some(HashMappingsConfig::load_from::<B>(dir, device)?.1))
     }
 
     /// Empty caches, one per layer.

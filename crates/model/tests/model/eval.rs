@@ -118,7 +118,8 @@ fn methods_and_budgets_reject_bad_input_clearly() {
 #[test]
 fn trained_hash_mappings_keep_more_attention_mass_than_random_ones() {
     let (mut model, tokenizer) = dense_model();
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/hash/smollm2-135m");
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../assets/hash/smollm2-135m.safetensors");
     let context = 320;
     let tokens = book_tokens(&tokenizer, context);
     let mean_recall = |model: &mut burn_sparse_attn_model::Llama<crate::common::B>, hash_mappings| {
