@@ -24,8 +24,17 @@ impl<B: Backend> Llama<B> {
             let values = checked_tensor(file, name, &[d_in, d_out], meaning)?;
             Ok(Tensor::from_data(TensorData::new(values, [d_out, d_in]), device))
         };
-        let projection = |name: &str, d_in, d_out, meaning: &str| {
-            matrix(name, d_in, d_out, meaning).map(|w| linear(w.transpose()))
+        // Transposed on the host to a contiguous `[d_in, d_out]`: a transposed view made the
+        // CPU backend copy every weight on every call (most of a decode step's time).
+        let projection = |name: &str, d_in: usize, d_out: usize, meaning: &str| -> ModelResult<_> {
+            let rows = checked_tensor(file, name, &[d_in, d_out], meaning)?;
+            let mut values = vec![0.0; rows.len()];
+            for (o, row) in rows.chunks_exact(d_in).enumerate() {
+                for (i, &value) in row.iter().enumerate() {
+                    values[i * d_out + o] = value;
+                }
+            }
+            Ok(linear(Tensor::from_data(TensorData::new(values, [d_in, d_out]), device)))
         };
         let norm = |name: &str| -> ModelResult<RmsNorm<B>> {
             let values = checked_tensor(file, name, &[c.d_model], "embedding width")?;

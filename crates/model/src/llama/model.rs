@@ -205,7 +205,12 @@ impl<B: Backend> Llama<B> {
 
     /// Logits `[batch, len, vocab]` of hidden states `[batch, len, d_model]` (tied embeddings).
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        hidden.matmul(self.embedding.val().transpose().unsqueeze::<3>())
+        // `embedding @ hidden^T`, transposed back: multiplying by a transposed embedding made
+        // the CPU backend copy the whole embedding (113 MB for SmolLM2) on every call.
+        let [b, t, d] = hidden.dims();
+        let vocab = self.embedding.dims()[0];
+        let logits = self.embedding.val().matmul(hidden.reshape([b * t, d]).transpose());
+        logits.transpose().reshape([b, t, vocab])
     }
 
     /// Gives every layer the attention `plan` chooses for it (the weights stay), with the
