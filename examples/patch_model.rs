@@ -114,8 +114,8 @@ fn main() -> AttnResult<()> {
     let device = Default::default();
     let (vocab, d_model, heads, layers, len) = (500, 128, 4, 4, 1024);
     let model = TinyTransformer::<B>::new(vocab, d_model, heads, layers, &device);
-    let tokens = Tensor::<B, 2, Int>::from_data([[7i64; 1]; 1], &device).repeat_dim(1, len)
-        + Tensor::<B, 1, Int>::arange(0..len as i64, &device).remainder_scalar(vocab as i64).unsqueeze();
+    let tokens = Tensor::<B, 1, Int>::arange(0..len as i64, &device).mul_scalar(7).remainder_scalar(vocab as i64);
+    let tokens: Tensor<B, 2, Int> = tokens.unsqueeze();
     let original = model.forward(tokens.clone())?;
 
     let layout = HeadLayout { head_dim: d_model / heads, query_heads: heads, kv_heads: heads };
@@ -125,7 +125,7 @@ fn main() -> AttnResult<()> {
         budget.total
     );
     println!("{:<14} {:>24}", "method", "max |logit - original|");
-    for method in MethodKind::ALL {
+    for &method in MethodKind::ALL {
         // Random hash mappings here; a real model loads trained ones (README, HashAttention).
         let config = method.config_for_budget(&layout, &budget);
         let patched = model.clone().patch(&config, &[0], &device)?;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of README.md: installs what the tests need, then runs every test of the
 # workspace (unit, integration, doc tests; examples are built) on the ndarray backend, with
-# the CubeCL kernel tests under wgpu on Mesa's software Vulkan (lavapipe).
+# the CubeCL kernel tests under wgpu on Mesa's software Vulkan (lavapipe); then builds the
+# benchmarks and checks that `cargo install` gives a `bsa` that runs from any folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,3 +27,9 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # One build for everything: the root package's dev-dependencies turn core's `wgpu` on, so
 # tests/integration/kernels.rs runs the kernels under wgpu in the same run.
 cargo test --workspace --locked
+
+# The benchmarks build (they run with `cargo bench`; benches/README.md).
+cargo bench --workspace --locked --no-run
+
+# `cargo install` works, and the installed `bsa` runs from any folder.
+./scripts/install_check.sh
