@@ -114,7 +114,8 @@ fn main() -> AttnResult<()> {
     let device = Default::default();
     let (vocab, d_model, heads, layers, len) = (500, 128, 4, 4, 1024);
     let model = TinyTransformer::<B>::new(vocab, d_model, heads, layers, &device);
-    let tokens = Tensor::<B, 1, Int>::arange(0..len as i64, &device).mul_scalar(7).remainder_scalar(vocab as i64);
+    let tokens =
+        Tensor::<B, 1, Int>::arange(0..len as i64, &device).mul_scalar(7).remainder_scalar(vocab as i64);
     let tokens: Tensor<B, 2, Int> = tokens.unsqueeze();
     let original = model.forward(tokens.clone())?;
 

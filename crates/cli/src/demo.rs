@@ -20,7 +20,7 @@ pub struct DemoArgs {
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
     /// Trained HashAttention mappings (a .safetensors file, or a folder written by `bsa
-    /// train-hash`; default: the built-in SmolLM2 mappings when the model is the default one).
+    /// train-hash`; default: the built-in mappings when the model is SmolLM2-135M).
     #[arg(long)]
     hash_mappings: Option<std::path::PathBuf>,
     /// Give HashAttention random (untrained) mappings.

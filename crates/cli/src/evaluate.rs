@@ -48,7 +48,7 @@ pub struct EvalArgs {
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
     /// Trained HashAttention mappings (a .safetensors file, or a folder written by `bsa
-    /// train-hash`; default: the built-in SmolLM2 mappings when the model is the default one).
+    /// train-hash`; default: the built-in mappings when the model is SmolLM2-135M).
     #[arg(long)]
     hash_mappings: Option<PathBuf>,
     /// Give HashAttention random (untrained) mappings.

@@ -52,7 +52,7 @@ pub struct GenerateArgs {
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
     /// Trained HashAttention mappings (a .safetensors file, or a folder written by `bsa
-    /// train-hash`; default: the built-in SmolLM2 mappings when the model is the default one).
+    /// train-hash`; default: the built-in mappings when the model is SmolLM2-135M).
     #[arg(long)]
     hash_mappings: Option<PathBuf>,
     /// Give HashAttention random (untrained) mappings.
@@ -64,6 +64,10 @@ pub struct GenerateArgs {
     /// A Llama-family GGUF file (default: SmolLM2-135M-Instruct, downloaded when missing).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Prefill the prompt and decode a few tokens once, untimed and unprinted, before the
+    /// run (GPU kernels compile on first use; this keeps that out of the speeds printed).
+    #[arg(long)]
+    warmup: bool,
 }
 
 /// Runs generation.
@@ -119,6 +123,9 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
         .with_max_new_tokens(args.max_tokens)
         .with_sampling(sampling)
         .with_stop_tokens(tokenizer.eos.into_iter().collect());
+    if args.warmup {
+        model.generate(&prompt, &config.clone().with_max_new_tokens(4), |_| true)?;
+    }
     let mut stream = TextStream::new(&tokenizer);
     let mut stdout = std::io::stdout().lock();
     let mut failure = None;

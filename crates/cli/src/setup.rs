@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use burn_sparse_attn_model::gguf::GgufValue;
 use burn_sparse_attn_model::{AttentionPlan, ChatTemplate, GgufFile, GgufTokenizer, Llama};
 
 use crate::backend::Backend;
@@ -67,12 +68,13 @@ pub struct Loaded {
     pub chat_template: Option<ChatTemplate>,
     /// The model file.
     pub path: PathBuf,
-    /// Whether it is the default SmolLM2 (whose trained hash mappings are built in).
-    pub is_default: bool,
+    /// Whether it is SmolLM2-135M (by its GGUF metadata), whose trained hash mappings are
+    /// built in.
+    pub is_smollm2_135m: bool,
 }
 
 impl Source {
-    /// The model file and whether it is the default model.
+    /// The model file and whether it is the default model (downloaded when missing).
     pub fn model_path(&self) -> Result<(PathBuf, bool), Error> {
         let installed = || data_dir().map(|d| d.join("models").join(DEFAULT_MODEL_FILE));
         match &self.model {
@@ -100,7 +102,12 @@ impl Source {
         let tokenizer = GgufTokenizer::from_gguf(&file).map_err(in_file)?;
         let chat_template = ChatTemplate::from_gguf(&file).map_err(in_file)?;
         let model = Llama::<Backend>::from_gguf(&file, &AttentionPlan::dense(), device).map_err(in_file)?;
-        Ok(Loaded { model, tokenizer, chat_template, path, is_default })
+        let text = |key: &str| match file.metadata.get(key) {
+            Some(GgufValue::String(s)) => s.to_lowercase(),
+            _ => String::new(),
+        };
+        let is_smollm2_135m = text("general.basename") == "smollm2" && text("general.size_label") == "135m";
+        Ok(Loaded { model, tokenizer, chat_template, path, is_smollm2_135m })
     }
 
     /// The text's name for tables and reports: its path, or the built-in book's title.
@@ -149,8 +156,8 @@ fn text_tokens(text: &str, name: &str, tokenizer: &GgufTokenizer, count: usize) 
     Ok(tokens[..count].to_vec())
 }
 
-/// The HashAttention mappings to use: `given`, else (unless `random`) the built-in SmolLM2
-/// mappings when the model is the default one, written to the data folder once.
+/// The HashAttention mappings to use: `given`, else (unless `random`) the built-in
+/// mappings when the model is SmolLM2-135M, written to the data folder once.
 pub fn hash_mappings_for(
     loaded: &Loaded,
     given: Option<PathBuf>,
@@ -159,7 +166,7 @@ pub fn hash_mappings_for(
     if random {
         return Ok(None);
     }
-    if given.is_some() || !loaded.is_default {
+    if given.is_some() || !loaded.is_smollm2_135m {
         return Ok(given);
     }
     let path = data_dir()?.join("hash/smollm2-135m.safetensors");

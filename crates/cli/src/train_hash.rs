@@ -73,7 +73,8 @@ pub struct TrainHashArgs {
     /// Continue from the last checkpoint in `--out`.
     #[arg(long)]
     resume: bool,
-    /// Folder of checkpoints, logs, the trained mappings (`mappings/`) and `report.json`.
+    /// Folder of checkpoints, logs, the trained mappings (`mappings/` and
+    /// `mappings.safetensors`) and `report.json`.
     #[arg(long, default_value = "runs/hash-smollm2")]
     out: PathBuf,
 }

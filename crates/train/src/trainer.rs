@@ -10,6 +10,7 @@ use burn::optim::AdamConfig;
 use burn::record::DefaultRecorder;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{Learner, SupervisedTraining};
+use burn_sparse_attn_core::hash::StoredPrecision;
 use burn_sparse_attn_core::{AttnError, HashMappingConfig};
 
 use crate::capture::CapturedQk;
@@ -123,6 +124,8 @@ pub fn train_hash_mappings<B: AutodiffBackend>(
     let result = training.launch(Learner::new(trainee, optimizer, config.learning_rate));
     let mappings = result.model.mappings;
     mappings.save_dir(&mappings_config, dir.join("mappings"))?;
+    // The same weights as one file that Python tools read (docs/hash-training.md).
+    mappings.save_safetensors(&mappings_config, dir.join("mappings.safetensors"), StoredPrecision::F32)?;
     config
         .save(dir.join("training.json"))
         .map_err(|e| AttnError::File { path: dir.display().to_string(), message: e.to_string() })?;

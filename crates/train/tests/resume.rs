@@ -48,6 +48,9 @@ fn save_load_and_resume_reproduce_the_mappings_and_the_metric() {
         HashMappingsConfig::load_dir::<B>(straight.join("mappings"), &device).unwrap();
     assert_eq!(loaded_config.layers, 1);
     assert_eq!(weights(&loaded), a);
+    let (_, from_safetensors) =
+        HashMappingsConfig::load_safetensors::<B>(straight.join("mappings.safetensors"), &device).unwrap();
+    assert_eq!(weights(&from_safetensors), a);
     let held_out = planted_clusters(6, 256, 2, 1, 16, 0.35, 8);
     let recall = |m| recall_by_sparsity("x", m, &held_out, &config.labels, &[10.0], 64, &device)[0].recall;
     assert_eq!(recall(&loaded), recall(&whole));
