@@ -258,3 +258,52 @@ fn configs_round_trip_through_json_and_reject_bad_budgets() {
     let empty = AttentionConfig::Streaming(StreamingAttentionConfig::new().with_sink(0).with_window(0));
     assert!(matches!(empty.init::<B>(&device()).unwrap_err(), AttnError::Config(_)));
 }
+
+/// Dense prefill, sparse decode: a cache filled by dense attention and handed over is
+/// continued by every method exactly as if the method had filled it itself (the methods
+/// that keep per-token state rebuild it from the cached keys; HiP refreshes its mask at
+/// every step so that both runs choose afresh).
+#[test]
+fn every_method_continues_a_handed_over_dense_cache_as_its_own() {
+    let dims = Dims {
+        batch: 2,
+        query_heads: 6,
+        kv_heads: 2,
+        query_len: 203,
+        kv_len: 203,
+        head_dim: 8,
+        value_dim: 5,
+    };
+    let heads = HeadLayout { head_dim: 8, query_heads: 6, kv_heads: 2 };
+    let budget = KeyBudget::new(200, 8.0).unwrap();
+    let (q, k, v) = dims.qkv(31);
+    let part = |x: &Tensor<B, 4>, start: usize, len: usize| x.clone().narrow(2, start, len);
+    let dense_method = AttentionConfig::Dense(DenseAttentionConfig::new()).init::<B>(&device()).unwrap();
+    for &kind in MethodKind::ALL {
+        let config = match kind.config_for_budget(&heads, &budget) {
+            AttentionConfig::Hip(hip) => AttentionConfig::Hip(hip.with_refresh_interval(1)),
+            config => config,
+        };
+        let method = config.init::<B>(&device()).unwrap();
+        let prefill = |m: &Attention<B>, cache: &mut KvCache<B>| {
+            m.prefill(part(&q, 0, 200), part(&k, 0, 200), part(&v, 0, 200), cache).unwrap();
+        };
+        let (mut own, mut handed) = (KvCache::new(), KvCache::new());
+        prefill(&method, &mut own);
+        prefill(&dense_method, &mut handed);
+        if kind != MethodKind::Dense {
+            let step =
+                method.decode(part(&q, 200, 1), part(&k, 200, 1), part(&v, 200, 1), &mut handed.clone());
+            assert!(step.is_err(), "{kind} continued a dense cache without hand_over");
+        }
+        handed.hand_over();
+        // Three steps: the first rebuilds the method's state, the next ones extend it.
+        for t in 200..203 {
+            let a = method.decode(part(&q, t, 1), part(&k, t, 1), part(&v, t, 1), &mut own).unwrap();
+            let b = method.decode(part(&q, t, 1), part(&k, t, 1), part(&v, t, 1), &mut handed).unwrap();
+            let diff = max_abs_diff(a.output, b.output).max(max_abs_diff(a.lse, b.lse));
+            assert!(diff < 1e-5, "{kind} at step {t}: differs by {diff} after a hand-over");
+        }
+        assert_eq!(handed.len(), 203);
+    }
+}

@@ -1,6 +1,6 @@
 //! The demo: every method on a long passage of a book, against dense attention.
 
-use burn_sparse_attn_model::eval::{perplexity_sweep, KeyBudget, MethodKind, PerplexitySweep};
+use burn_sparse_attn_model::eval::{perplexity_sweep, KeyBudget, MethodKind, PerplexitySweep, Protocol};
 
 use crate::setup::{hash_mappings_for, Error, Source};
 use crate::{backend, checks};
@@ -72,6 +72,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         dense_layers: args.dense_layers.clone(),
         hash_mappings: hash_mappings.clone(),
         shared_selection: args.shared_selection,
+        protocol: Protocol::SparsePrefill,
     };
     let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |r| {
         println!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use burn_sparse_attn_model::eval::{
     attention_fidelity, passkey_sweep, perplexity_sweep, FidelityRow, FidelitySweep, MethodKind, PasskeyRow,
-    PasskeySweep, PerplexityRow, PerplexitySweep,
+    PasskeySweep, PerplexityRow, PerplexitySweep, Protocol,
 };
 use burn_sparse_attn_model::Llama;
 use serde::Serialize;
@@ -32,6 +32,14 @@ pub struct EvalArgs {
     /// Contexts (tokens) of the perplexity passages.
     #[arg(long, value_delimiter = ',', default_value = "1024,2048")]
     contexts: Vec<usize>,
+    /// How the perplexity passages are run: `prefill` (every token through the method, the
+    /// second half scored) or `decode` (a dense prefill, then the last `--decode-tokens`
+    /// tokens decoded one step at a time with the method and scored).
+    #[arg(long, default_value = "prefill")]
+    protocol: ProtocolArg,
+    /// Tokens decoded and scored per passage with `--protocol decode`.
+    #[arg(long, default_value_t = 256)]
+    decode_tokens: usize,
     /// Contexts (tokens) of the passkey prompts.
     #[arg(long, value_delimiter = ',', default_value = "512,1024")]
     passkey_contexts: Vec<usize>,
@@ -61,6 +69,24 @@ pub struct EvalArgs {
     /// Folder for results.json and the plots.
     #[arg(long, default_value = "eval-out")]
     out: PathBuf,
+}
+
+/// `--protocol`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProtocolArg {
+    /// Sparse prefill of the whole passage.
+    Prefill,
+    /// Dense prefill, sparse decode of the passage's tail.
+    Decode,
+}
+
+impl EvalArgs {
+    fn protocol(&self) -> Protocol {
+        match self.protocol {
+            ProtocolArg::Prefill => Protocol::SparsePrefill,
+            ProtocolArg::Decode => Protocol::DensePrefillSparseDecode { decoded: self.decode_tokens },
+        }
+    }
 }
 
 /// An evaluation of `bsa eval`.
@@ -115,6 +141,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             dense_layers: args.dense_layers.clone(),
             hash_mappings: hash_mappings.clone(),
             shared_selection: args.shared_selection,
+            protocol: args.protocol(),
         };
         let longest = args.contexts.iter().copied().max().unwrap_or(0);
         let tokens = args.source.passage(&tokenizer, longest)?;
@@ -195,6 +222,9 @@ fn check_against_model(args: &EvalArgs, model: &Llama<crate::backend::Backend>) 
     let runs = |task| args.tasks.contains(&task);
     if runs(Task::Perplexity) {
         checks::token_counts("--contexts", &args.contexts, context)?;
+        for &passage in &args.contexts {
+            args.protocol().score_from(passage).map_err(|e| format!("--decode-tokens: {e}"))?;
+        }
     }
     if runs(Task::Passkey) {
         checks::token_counts("--passkey-contexts", &args.passkey_contexts, context)?;
@@ -213,7 +243,15 @@ fn save(args: &EvalArgs, results: &Results) -> Result<(), Error> {
 }
 
 fn print_perplexity(rows: &[PerplexityRow]) {
-    println!("\nPerplexity of the second half of each passage (agreement = argmax equal to dense's)");
+    let scored = match rows.first().map(|r| r.protocol) {
+        Some(Protocol::DensePrefillSparseDecode { decoded }) => {
+            format!(
+                "the last {decoded} tokens of each passage, decoded one step at a time after a dense prefill"
+            )
+        }
+        _ => "the second half of each passage, prefilled with the method".to_string(),
+    };
+    println!("\nPerplexity of {scored} (agreement = argmax equal to dense's)");
     println!(
         "{:<14} {:>8} {:>9} {:>6} {:>11} {:>10} {:>9}",
         "method", "context", "sparsity", "keys", "perplexity", "agreement", "seconds"

@@ -111,7 +111,16 @@ impl<B: Backend> KvCache<B> {
         Ok((keys, values))
     }
 
-    /// Errors unless the cache is empty or was filled by `owner`.
+    /// Lets another method continue this cache: the keys and values stay, the owner and its
+    /// state go. The next method rebuilds what it keeps per token from the cached keys
+    /// (HashAttention's key signatures, Quest's page bounds) on its first call. This is how
+    /// a context prefilled densely is then decoded with a sparse method.
+    pub fn hand_over(&mut self) {
+        self.owner = None;
+        self.state = None;
+    }
+
+    /// Errors unless the cache is empty or was filled by `owner` (or handed over).
     pub fn check_owner(&self, owner: &'static str) -> AttnResult<()> {
         match self.owner {
             Some(filled_by) if filled_by != owner && !self.is_empty() => Err(AttnError::Cache(format!(

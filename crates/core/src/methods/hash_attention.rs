@@ -95,12 +95,17 @@ impl<B: Backend> AttentionMethod<B> for HashAttention<B> {
             });
         }
         cache.check_owner(HashAttentionConfig::NAME)?;
-        let cached = cache.state::<KeySignatures<B>>().map(|s| s.0.clone());
+        let cached = match (cache.state::<KeySignatures<B>>(), cache.keys()) {
+            (Some(signatures), _) => Some(signatures.0.clone()),
+            // A cache handed over by another method: sign the keys it holds.
+            (None, Some(keys)) => Some(self.mapping.key_signatures(keys.clone())?),
+            (None, None) => None,
+        };
         if cached.as_ref().map_or(0, |s| s.dims()[2]) != cache.len() {
             return Err(AttnError::Cache(format!(
-                "this cache holds {} tokens without HashAttention's key signatures: fill it with \
-                 HashAttention from the first token",
-                cache.len()
+                "this cache holds {} tokens but HashAttention's key signatures of {}",
+                cache.len(),
+                cached.as_ref().map_or(0, |s| s.dims()[2])
             )));
         }
         let signatures = self.mapping.key_signatures(k.clone())?;

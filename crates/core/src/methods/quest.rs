@@ -76,11 +76,14 @@ impl<B: Backend> AttentionMethod<B> for QuestAttention {
         check_new_tokens(&q, &k, &v)?;
         cache.check_owner(QuestConfig::NAME)?;
         let kept = cache.len();
+        // Without bounds (an empty cache, or one handed over by another method) they are
+        // computed from all the keys below.
         let bounds = cache.state::<PageBounds<B>>().cloned();
-        if bounds.as_ref().map_or(0, |b| b.pages()) != kept.div_ceil(self.page_size) {
+        if let Some(pages) =
+            bounds.as_ref().map(|b| b.pages()).filter(|&p| p != kept.div_ceil(self.page_size))
+        {
             return Err(AttnError::Cache(format!(
-                "this cache holds {kept} tokens without Quest's page bounds: fill it with Quest from the \
-                 first token"
+                "this cache holds {kept} tokens but Quest's page bounds of {pages} pages"
             )));
         }
         let (k, v) = append_new_tokens(QuestConfig::NAME, &q, k, v, cache)?;

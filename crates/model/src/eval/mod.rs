@@ -13,5 +13,5 @@ pub mod suite;
 pub use fidelity::{attention_fidelity, FidelityRow, FidelitySweep};
 pub use perplexity::{perplexity_sweep, PerplexityRow, PerplexitySweep};
 pub use retrieval::{passkey_sweep, PasskeyRow, PasskeySweep};
-pub use score::{score_sequence, SequenceScore};
+pub use score::{score_decoding, score_sequence, Protocol, SequenceScore};
 pub use suite::{head_layout, method_config, plan, HeadLayout, KeyBudget, MethodKind};

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::score::{score_sequence, SequenceScore};
+use super::score::{Protocol, SequenceScore};
 use super::suite::{plan, settings, KeyBudget, MethodKind};
 use crate::error::{ModelError, ModelResult};
 use crate::llama::Llama;
@@ -27,6 +27,8 @@ pub struct PerplexitySweep {
     pub hash_mappings: Option<std::path::PathBuf>,
     /// HashAttention with one key list per KV head instead of one per query head.
     pub shared_selection: bool,
+    /// How each passage is run and which of its tokens are scored.
+    pub protocol: Protocol,
 }
 
 impl PerplexitySweep {
@@ -53,6 +55,8 @@ pub struct PerplexityRow {
     pub agreement_with_dense: f64,
     /// Wall time of the forward pass.
     pub seconds: f64,
+    /// How the passage was run and scored.
+    pub protocol: Protocol,
 }
 
 /// Runs `sweep` over `tokens` (at least the largest context long), calling `on_row` as each
@@ -85,9 +89,8 @@ pub fn perplexity_sweep<B: Backend>(
                 &sweep.hash_mappings,
                 sweep.shared_selection,
             );
-            model.set_attention(&plan, device)?;
             let start = Instant::now();
-            let score = score_sequence(model, passage, context / 2, device)?;
+            let score = sweep.protocol.score(model, &plan, passage, device)?;
             let row = PerplexityRow {
                 method,
                 context,
@@ -96,6 +99,7 @@ pub fn perplexity_sweep<B: Backend>(
                 perplexity: score.perplexity(),
                 agreement_with_dense: dense.as_ref().map_or(1.0, |d| score.agreement(d)),
                 seconds: start.elapsed().as_secs_f64(),
+                protocol: sweep.protocol,
             };
             on_row(&row);
             rows.push(row);

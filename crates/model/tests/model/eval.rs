@@ -3,8 +3,8 @@
 
 use crate::common::{book_tokens, dense_model};
 use burn_sparse_attn_model::eval::{
-    attention_fidelity, passkey_sweep, perplexity_sweep, FidelitySweep, KeyBudget, MethodKind, PasskeySweep,
-    PerplexitySweep,
+    attention_fidelity, passkey_sweep, perplexity_sweep, score_sequence, FidelitySweep, KeyBudget,
+    MethodKind, PasskeySweep, PerplexitySweep, Protocol,
 };
 
 const SPARSE: [MethodKind; 5] =
@@ -62,6 +62,7 @@ fn perplexity_sweep_equals_dense_at_full_budget_and_rejects_long_contexts() {
         dense_layers: vec![0],
         hash_mappings: None,
         shared_selection: false,
+        protocol: Protocol::SparsePrefill,
     };
     let device = Default::default();
     let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |_| {}).unwrap();
@@ -137,4 +138,39 @@ fn trained_hash_mappings_keep_more_attention_mass_than_random_ones() {
     let random = mean_recall(&mut model, None);
     eprintln!("mass recall at 2x: trained {trained:.3}, random {random:.3}");
     assert!(trained > random + 0.02, "trained {trained} vs random {random}");
+}
+
+#[test]
+fn dense_prefill_then_sparse_decode_scores_like_dense_when_the_budget_covers_every_key() {
+    let (mut model, tokenizer) = dense_model();
+    let context = 2 * KeyBudget::MIN_TOTAL + 5;
+    let tokens = book_tokens(&tokenizer, context);
+    let protocol = Protocol::DensePrefillSparseDecode { decoded: 12 };
+    let device = Default::default();
+    let score_from = protocol.score_from(context).unwrap();
+    let prefill = score_sequence(&model, &tokens, score_from, &device).unwrap().perplexity();
+    let sweep = PerplexitySweep {
+        contexts: vec![context],
+        sparsities: vec![1.0],
+        // Quest rounds its chosen keys down to whole pages, so its equal budget covers
+        // slightly less than the context; tests/integration/methods.rs covers its hand-over.
+        methods: MethodKind::sparse().into_iter().filter(|&m| m != MethodKind::Quest).collect(),
+        dense_layers: vec![0],
+        hash_mappings: None,
+        shared_selection: false,
+        protocol,
+    };
+    let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |_| {}).unwrap();
+    assert_eq!(rows.len(), sweep.runs());
+    for row in &rows {
+        assert_eq!(row.protocol, protocol);
+        assert!((row.perplexity - prefill).abs() < 1e-3 * prefill, "{row:?} vs dense prefill {prefill}");
+        assert_eq!(row.agreement_with_dense, 1.0, "{row:?}");
+    }
+    // At a budget below the context, decoding is sparse: a short window changes the score.
+    let window = PerplexitySweep { sparsities: vec![4.0], methods: vec![MethodKind::Streaming], ..sweep };
+    let rows = perplexity_sweep(&mut model, &tokens, &window, &device, |_| {}).unwrap();
+    assert!((rows[1].perplexity - prefill).abs() > 1e-4 * prefill, "{rows:?}");
+    let error = Protocol::DensePrefillSparseDecode { decoded: context }.score_from(context).unwrap_err();
+    assert!(error.to_string().contains("do not fit"), "{error}");
 }
