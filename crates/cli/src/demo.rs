@@ -2,7 +2,7 @@
 
 use burn_sparse_attn_model::eval::{perplexity_sweep, KeyBudget, MethodKind, PerplexitySweep, Protocol};
 
-use crate::setup::{hash_mappings_for, Error, Source};
+use crate::setup::{Error, HashOptions, Source};
 use crate::{backend, checks};
 
 /// Options of `bsa demo`.
@@ -19,17 +19,8 @@ pub struct DemoArgs {
     /// Layers kept dense in every method.
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
-    /// Trained HashAttention mappings (a .safetensors file, or a folder written by `bsa
-    /// train-hash`; default: the built-in mappings when the model is SmolLM2-135M).
-    #[arg(long)]
-    hash_mappings: Option<std::path::PathBuf>,
-    /// Give HashAttention random (untrained) mappings.
-    #[arg(long)]
-    random_hash: bool,
-    /// HashAttention selects one key list per KV head (match counts summed over its query
-    /// heads) instead of one per query head.
-    #[arg(long)]
-    shared_selection: bool,
+    #[command(flatten)]
+    hash: HashOptions,
     /// Write the results as JSON to this file too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -44,7 +35,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     }
     let device = Default::default();
     let loaded = args.source.load(&device)?;
-    let hash_mappings = hash_mappings_for(&loaded, args.hash_mappings.clone(), args.random_hash)?;
+    let hash_mappings = args.hash.mappings(&loaded)?;
     let mut model = loaded.model;
     checks::token_counts("--tokens", &[args.tokens], model.config.context_length)?;
     checks::dense_layers(&args.dense_layers, model.layers.len())?;
@@ -71,7 +62,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         methods: MethodKind::ALL.to_vec(),
         dense_layers: args.dense_layers.clone(),
         hash_mappings: hash_mappings.clone(),
-        shared_selection: args.shared_selection,
+        shared_selection: args.hash.shared_selection,
         protocol: Protocol::SparsePrefill,
     };
     let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |r| {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::checks;
 use crate::plot::{self, Axes, Panel, Series};
 use crate::progress::Progress;
-use crate::setup::{hash_mappings_for, Error, Source};
+use crate::setup::{Error, HashOptions, Source};
 
 /// Options of `bsa eval`.
 #[derive(clap::Args)]
@@ -55,17 +55,8 @@ pub struct EvalArgs {
     /// Layers kept dense in every method (perplexity and passkey).
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
-    /// Trained HashAttention mappings (a .safetensors file, or a folder written by `bsa
-    /// train-hash`; default: the built-in mappings when the model is SmolLM2-135M).
-    #[arg(long)]
-    hash_mappings: Option<PathBuf>,
-    /// Give HashAttention random (untrained) mappings.
-    #[arg(long)]
-    random_hash: bool,
-    /// HashAttention selects one key list per KV head (match counts summed over its query
-    /// heads) instead of one per query head.
-    #[arg(long)]
-    shared_selection: bool,
+    #[command(flatten)]
+    hash: HashOptions,
     /// Folder for results.json and the plots.
     #[arg(long, default_value = "eval-out")]
     out: PathBuf,
@@ -121,7 +112,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
     check_args(&args)?;
     let device = Default::default();
     let loaded = args.source.load(&device)?;
-    let hash_mappings = hash_mappings_for(&loaded, args.hash_mappings.clone(), args.random_hash)?;
+    let hash_mappings = args.hash.mappings(&loaded)?;
     let (mut model, tokenizer) = (loaded.model, loaded.tokenizer);
     check_against_model(&args, &model)?;
     checks::hash_mappings(&model, hash_mappings.as_deref(), &device)?;
@@ -130,7 +121,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
         model: loaded.path.display().to_string(),
         text: args.source.text_name(),
         hash_mappings: hash_mappings.as_ref().map(|d| d.display().to_string()),
-        shared_selection: args.shared_selection,
+        shared_selection: args.hash.shared_selection,
         ..Default::default()
     };
     if args.tasks.contains(&Task::Perplexity) {
@@ -140,7 +131,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             methods: args.methods.clone(),
             dense_layers: args.dense_layers.clone(),
             hash_mappings: hash_mappings.clone(),
-            shared_selection: args.shared_selection,
+            shared_selection: args.hash.shared_selection,
             protocol: args.protocol(),
         };
         let longest = args.contexts.iter().copied().max().unwrap_or(0);
@@ -163,7 +154,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             trials: args.trials,
             dense_layers: args.dense_layers.clone(),
             hash_mappings: hash_mappings.clone(),
-            shared_selection: args.shared_selection,
+            shared_selection: args.hash.shared_selection,
             seed: 7,
         };
         burn_sparse_attn_model::eval::retrieval::check_contexts(&tokenizer, &sweep.contexts)?;
@@ -185,7 +176,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             sparsities: args.sparsities.clone(),
             methods: args.methods.clone(),
             hash_mappings: hash_mappings.clone(),
-            shared_selection: args.shared_selection,
+            shared_selection: args.hash.shared_selection,
         };
         let tokens = args.source.passage(&tokenizer, sweep.context)?;
         let mut progress = Progress::new("fidelity", sweep.rows_per_layer() * model.layers.len());

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use burn_sparse_attn_model::eval::{plan, KeyBudget, MethodKind};
 use burn_sparse_attn_model::{ChatMessage, GenerationConfig, SamplingConfig, StopReason, TextStream};
 
-use crate::setup::{hash_mappings_for, Error, Source};
+use crate::setup::{Error, HashOptions, Source};
 use crate::{backend, checks};
 
 /// Options of `bsa generate`.
@@ -51,16 +51,8 @@ pub struct GenerateArgs {
     /// Layers kept dense.
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
-    /// Trained HashAttention mappings (a .safetensors file, or a folder written by `bsa
-    /// train-hash`; default: the built-in mappings when the model is SmolLM2-135M).
-    #[arg(long)]
-    hash_mappings: Option<PathBuf>,
-    /// Give HashAttention random (untrained) mappings.
-    #[arg(long)]
-    random_hash: bool,
-    /// HashAttention selects one key list per KV head instead of one per query head.
-    #[arg(long)]
-    shared_selection: bool,
+    #[command(flatten)]
+    hash: HashOptions,
     /// A Llama-family GGUF file (default: SmolLM2-135M-Instruct, downloaded when missing).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -83,7 +75,7 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
     let user_text = prompt_text(&args)?;
     let device = Default::default();
     let loaded = Source { model: args.model.clone(), text: None }.load(&device)?;
-    let hash_mappings = hash_mappings_for(&loaded, args.hash_mappings.clone(), args.random_hash)?;
+    let hash_mappings = args.hash.mappings(&loaded)?;
     let text = match (&loaded.chat_template, args.raw) {
         (Some(template), false) => {
             let mut messages: Vec<ChatMessage> = args.system.iter().map(ChatMessage::system).collect();
@@ -101,8 +93,14 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
     checks::dense_layers(&args.dense_layers, model.layers.len())?;
     let prompt = tokenizer.encode(&text)?;
     let budget = KeyBudget::new(prompt.len(), args.sparsity)?;
-    let attention =
-        plan(args.method, &model.config, &budget, &args.dense_layers, &hash_mappings, args.shared_selection);
+    let attention = plan(
+        args.method,
+        &model.config,
+        &budget,
+        &args.dense_layers,
+        &hash_mappings,
+        args.hash.shared_selection,
+    );
     model.set_attention(&attention, &device)?;
     let keys = if args.method == MethodKind::Dense {
         "every key".to_string()

@@ -156,19 +156,38 @@ fn text_tokens(text: &str, name: &str, tokenizer: &GgufTokenizer, count: usize) 
     Ok(tokens[..count].to_vec())
 }
 
-/// The HashAttention mappings to use: `given`, else (unless `random`) the built-in
-/// mappings when the model is SmolLM2-135M, written to the data folder once.
-pub fn hash_mappings_for(
-    loaded: &Loaded,
-    given: Option<PathBuf>,
-    random: bool,
-) -> Result<Option<PathBuf>, Error> {
-    if random {
-        return Ok(None);
+/// HashAttention's options, shared by every command that runs it.
+#[derive(clap::Args, Clone)]
+pub struct HashOptions {
+    /// Trained HashAttention mappings (a .safetensors file, or a folder written by `bsa
+    /// train-hash`; default: the built-in mappings when the model is SmolLM2-135M).
+    #[arg(long)]
+    pub hash_mappings: Option<PathBuf>,
+    /// Give HashAttention random (untrained) mappings.
+    #[arg(long)]
+    pub random_hash: bool,
+    /// HashAttention selects one key list per KV head (match counts summed over its query
+    /// heads) instead of one per query head.
+    #[arg(long)]
+    pub shared_selection: bool,
+}
+
+impl HashOptions {
+    /// The mappings to use: `--hash-mappings`, else (unless `--random-hash`) the built-in
+    /// mappings when the model is SmolLM2-135M, written to the data folder once.
+    pub fn mappings(&self, loaded: &Loaded) -> Result<Option<PathBuf>, Error> {
+        if self.random_hash {
+            return Ok(None);
+        }
+        if self.hash_mappings.is_some() || !loaded.is_smollm2_135m {
+            return Ok(self.hash_mappings.clone());
+        }
+        built_in_mappings().map(Some)
     }
-    if given.is_some() || !loaded.is_smollm2_135m {
-        return Ok(given);
-    }
+}
+
+/// The built-in SmolLM2-135M mappings, written to the data folder when missing or stale.
+fn built_in_mappings() -> Result<PathBuf, Error> {
     let path = data_dir()?.join("hash/smollm2-135m.safetensors");
     if std::fs::read(&path).ok().as_deref() != Some(DEFAULT_MAPPINGS) {
         let fail =
@@ -176,7 +195,7 @@ pub fn hash_mappings_for(
         std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).map_err(fail)?;
         std::fs::write(&path, DEFAULT_MAPPINGS).map_err(fail)?;
     }
-    Ok(Some(path))
+    Ok(path)
 }
 
 /// `../shared/data/books/<name>`, relative to the working directory (the project's books,
