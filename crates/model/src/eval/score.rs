@@ -1,11 +1,11 @@
 //! Evaluation of a model with a given attention: perplexity and next-token agreement.
 
-use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{activation::log_softmax, backend::Backend, Tensor};
 
 use serde::Serialize;
 
 use crate::error::{ModelError, ModelResult};
-use crate::llama::{AttentionPlan, Llama};
+use crate::llama::{token_ids, AttentionPlan, Llama};
 
 /// What one pass over a token sequence measured.
 #[derive(Debug, Clone)]
@@ -39,20 +39,20 @@ pub fn score_sequence<B: Backend>(
 ) -> ModelResult<SequenceScore> {
     let t = tokens.len();
     assert!(score_from + 1 < t, "nothing to score: {t} tokens, scoring from {score_from}");
-    let ids: Vec<i64> = tokens.iter().map(|&x| x as i64).collect();
-    let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [1, t]), device);
-    let hidden = model.hidden(input, &mut model.new_caches())?;
-    let scored = t - 1 - score_from;
-    let logits = model.logits(hidden.narrow(1, score_from, scored));
-    let vocab = logits.dims()[2];
-    let logits = logits.reshape([scored, vocab]);
-    let targets: Vec<i64> = ids[score_from + 1..].to_vec();
-    let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [scored]), device);
-    let log_probs = log_softmax(logits.clone(), 1);
-    let picked = log_probs.gather(1, targets.reshape([scored, 1]));
+    let hidden = model.hidden(token_ids(tokens, device), &mut model.new_caches())?;
+    let logits = model.logits(hidden.narrow(1, score_from, t - 1 - score_from));
+    Ok(score_logits(logits, &tokens[score_from + 1..], device))
+}
+
+/// The score of `logits: [1, n, vocab]` predicting `targets` (`n` tokens).
+fn score_logits<B: Backend>(logits: Tensor<B, 3>, targets: &[u32], device: &B::Device) -> SequenceScore {
+    let [_, n, vocab] = logits.dims();
+    let logits = logits.reshape([n, vocab]);
+    let targets = token_ids::<B>(targets, device).reshape([n, 1]);
+    let picked = log_softmax(logits.clone(), 1).gather(1, targets);
     let nll = -picked.mean().into_scalar().elem::<f64>();
     let argmax: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().to_vec().unwrap();
-    Ok(SequenceScore { nll, argmax: argmax.into_iter().map(|x| x as u32).collect() })
+    SequenceScore { nll, argmax: argmax.into_iter().map(|x| x as u32).collect() }
 }
 
 /// How a method meets the text it is scored on.
@@ -121,28 +121,16 @@ pub fn score_decoding<B: Backend>(
 ) -> ModelResult<SequenceScore> {
     let t = tokens.len();
     assert!(score_from >= 1 && score_from + 1 < t, "nothing to score: {t} tokens, scoring from {score_from}");
-    let ids = |range: std::ops::Range<usize>| {
-        let ids: Vec<i64> = tokens[range.clone()].iter().map(|&x| x as i64).collect();
-        Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, range.len()]), device)
-    };
     model.set_attention(&AttentionPlan::dense(), device)?;
     let mut caches = model.new_caches();
-    model.hidden(ids(0..score_from), &mut caches)?;
+    model.hidden(token_ids(&tokens[..score_from], device), &mut caches)?;
     caches.iter_mut().for_each(|cache| cache.hand_over());
     model.set_attention(plan, device)?;
-    let (mut picked, mut argmax) = (Vec::new(), Vec::new());
+    let mut logits = Vec::with_capacity(t - 1 - score_from);
     for i in score_from..t - 1 {
-        let logits = model.logits(model.hidden(ids(i..i + 1), &mut caches)?);
-        let vocab = logits.dims()[2];
-        let logits = logits.reshape([1, vocab]);
-        let target =
-            Tensor::<B, 2, Int>::from_data(TensorData::new(vec![tokens[i + 1] as i64], [1, 1]), device);
-        picked.push(log_softmax(logits.clone(), 1).gather(1, target).reshape([1]));
-        argmax.push(logits.argmax(1).reshape([1]));
+        logits.push(model.logits(model.hidden(token_ids(&tokens[i..i + 1], device), &mut caches)?));
     }
-    let nll = -Tensor::cat(picked, 0).mean().into_scalar().elem::<f64>();
-    let argmax: Vec<i64> = Tensor::cat(argmax, 0).into_data().convert::<i64>().to_vec().unwrap();
-    Ok(SequenceScore { nll, argmax: argmax.into_iter().map(|x| x as u32).collect() })
+    Ok(score_logits(Tensor::cat(logits, 1), &tokens[score_from + 1..], device))
 }
 
 use burn::tensor::ElementConversion;

@@ -11,11 +11,11 @@ pub mod stream;
 use std::time::Instant;
 
 use burn::config::Config;
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::backend::Backend;
 use serde::Serialize;
 
 use crate::error::{ModelError, ModelResult};
-use crate::llama::Llama;
+use crate::llama::{token_ids, Llama};
 pub use chat::{ChatMessage, ChatTemplate};
 pub use sampling::{Sampler, SamplingConfig};
 pub use stream::TextStream;
@@ -155,8 +155,7 @@ impl<B: Backend> Llama<B> {
         caches: &mut [burn_sparse_attn_core::KvCache<B>],
         device: &B::Device,
     ) -> ModelResult<Vec<f32>> {
-        let ids = TensorData::new(tokens.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, tokens.len()]);
-        let hidden = self.hidden(Tensor::<B, 2, Int>::from_data(ids, device), caches)?;
+        let hidden = self.hidden(token_ids(tokens, device), caches)?;
         let [_, t, d] = hidden.dims();
         let last = hidden.slice([0..1, t - 1..t, 0..d]);
         let logits = self.logits(last).into_data().convert::<f32>();

@@ -6,5 +6,5 @@ mod model;
 mod rope;
 
 pub use config::LlamaConfig;
-pub use model::{layer_attention, AttentionInputs, AttentionPlan, Llama, LlamaLayer, RmsNorm};
+pub use model::{layer_attention, token_ids, AttentionInputs, AttentionPlan, Llama, LlamaLayer, RmsNorm};
 pub use rope::apply_rope;

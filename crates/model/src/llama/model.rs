@@ -3,7 +3,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{activation::silu, backend::Backend, Int, Tensor};
+use burn::tensor::{activation::silu, backend::Backend, Int, Tensor, TensorData};
 use std::path::{Path, PathBuf};
 
 use burn_sparse_attn_core::{
@@ -274,6 +274,12 @@ pub fn layer_attention<B: Backend>(
         }
         (config, _) => config.init(device)?,
     })
+}
+
+/// `tokens` as a batch of one, `[1, len]`, on `device`.
+pub fn token_ids<B: Backend>(tokens: &[u32], device: &B::Device) -> Tensor<B, 2, Int> {
+    let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+    Tensor::from_data(TensorData::new(ids, [1, tokens.len()]), device)
 }
 
 /// The index of the first of `flags` (one-element tensors, 0 or 1) that is 0, read back
