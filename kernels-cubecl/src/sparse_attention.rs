@@ -1,11 +1,15 @@
 //! Attention of each query over its own list of keys, with a log-sum-exp output.
 //!
 //! Flash-decoding layout: the key list of a row is cut into `splits` chunks, one cube per
-//! (row, chunk) keeps a running max, sum and weighted value sum over its chunk (tiles of
-//! [`TILE`] keys; "minus infinity" is the finite -1e30, as WGSL has no infinite literals: a unit per key for the logits, a unit per value dimension for the
-//! weighted sum), and a second kernel merges the chunks by log-sum-exp. A row serves
-//! `group` query heads of one KV head when they share the key list, so that each chosen
-//! K/V row is read once for the whole group.
+//! (row, chunk), and a second kernel merges the chunks by log-sum-exp. Inside a cube the
+//! keys go by tiles of [`TILE`]: a unit per key computes the logits (one K row read per
+//! unit, in 16-byte vectors), the tile's max and sum of exponentials come from a tree of
+//! pairwise merges in shared memory (no unit rescans the tile), and teams of units, each
+//! team covering a value row in 16-byte vectors, take the tile's keys in turn and keep the
+//! weighted sums in registers; the teams' sums are added once at the end. "Minus infinity"
+//! is the finite [`no_logit`], as WGSL has no infinite literals. A row serves `group` query
+//! heads of one KV head when they share the key list, so that each chosen K/V row is read
+//! once for the whole group.
 
 use burn::tensor::{DType, Shape, TensorMetadata};
 use burn_cubecl::{
@@ -14,13 +18,17 @@ use burn_cubecl::{
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use crate::grid::cube_count;
-use crate::softmax::{self, log_sum_exp, no_logit, normalized, weight, SparseAttentionOutput};
+use crate::softmax::{self, is_real, log_sum_exp, no_logit, normalized, weight, SparseAttentionOutput};
 use crate::vectors::row_vector_width;
 
 /// Keys per tile, and units per cube.
 pub const TILE: usize = 128;
-/// Cubes a launch aims at (a few per streaming multiprocessor of a large GPU).
-const TARGET_CUBES: usize = 1024;
+/// Levels of the merge tree over a tile (`2^TILE_LEVELS == TILE`).
+const TILE_LEVELS: usize = 7;
+/// Cubes a launch aims at (about 16 per streaming multiprocessor of a large GPU).
+const TARGET_CUBES: usize = 2048;
+/// Most accumulator registers per unit (`group * value_width`).
+const MAX_ACCUMULATORS: usize = 32;
 
 /// The keys of each query row: the first `sink` keys and the last `window` keys up to the
 /// query's position (causal), then the `heavy` list.
@@ -57,10 +65,10 @@ pub struct AttnRows {
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn partial_kernel<F: Float, N: Size>(
+fn partial_kernel<F: Float, N: Size, M: Size>(
     q: &Tensor<F>,
     k: &Tensor<Vector<F, N>>,
-    v: &Tensor<F>,
+    v: &Tensor<Vector<F, M>>,
     heavy: &Tensor<i32>,
     partial_acc: &mut Tensor<f32>,
     partial_stats: &mut Tensor<f32>,
@@ -70,6 +78,7 @@ fn partial_kernel<F: Float, N: Size>(
     #[comptime] group: usize,
     #[comptime] head_dim: usize,
     #[comptime] value_dim: usize,
+    #[comptime] value_width: usize,
     #[define(F)] _dtype: StorageType,
 ) {
     let row = CUBE_POS / rows.splits;
@@ -97,15 +106,24 @@ fn partial_kernel<F: Float, N: Size>(
     let end = min(first + rows.chunk, entries);
     let kv_head = head * group / (rows.query_heads / rows.kv_heads);
     let kv_base = (b * rows.kv_heads + kv_head) * rows.kv_len;
+    // The value phase: `lanes` units cover a value row in vectors of `value_width`, and
+    // `key_groups` such teams take a tile's keys in turn.
+    let lanes = value_dim / value_width;
+    let key_groups = TILE / lanes;
+    let lane = unit % lanes;
+    let key_group = unit / lanes;
+    let in_value_phase = unit < key_groups * lanes;
 
     let mut q_tile = SharedMemory::<f32>::new(group * head_dim);
     let mut keys = SharedMemory::<i32>::new(TILE);
-    let mut logits = SharedMemory::<f32>::new(group * TILE);
     let mut probs = SharedMemory::<f32>::new(group * TILE);
-    let mut acc = SharedMemory::<f32>::new(group * value_dim);
+    let mut tree_max = SharedMemory::<f32>::new(group * TILE);
+    let mut tree_sum = SharedMemory::<f32>::new(group * TILE);
+    let mut team_acc = SharedMemory::<f32>::new(key_groups * group * value_dim);
     let mut running_max = Array::<f32>::new(group);
     let mut running_sum = Array::<f32>::new(group);
-    let mut rescale = Array::<f32>::new(group);
+    let mut own_logit = Array::<f32>::new(group);
+    let mut acc = Array::<f32>::new(group * value_width);
 
     #[unroll]
     for g in 0..group {
@@ -113,16 +131,18 @@ fn partial_kernel<F: Float, N: Size>(
         for d in range_stepped(unit, head_dim, TILE) {
             q_tile[g * head_dim + d] = f32::cast_from(q[q_base + d]) * scale;
         }
-        for d in range_stepped(unit, value_dim, TILE) {
-            acc[g * value_dim + d] = 0.0f32;
-        }
         running_max[g] = no_logit();
         running_sum[g] = 0.0f32;
+        #[unroll]
+        for i in 0..value_width {
+            acc[g * value_width + i] = 0.0f32;
+        }
     }
     sync_cube();
 
     let mut tile_start = first;
     while tile_start < end {
+        // A unit per key: its logits for every query of the group.
         let e = tile_start + unit;
         let mut key = i32::new(-1);
         if e < end {
@@ -151,52 +171,87 @@ fn partial_kernel<F: Float, N: Size>(
                 }
                 logit = dot;
             }
-            logits[g * TILE + unit] = logit;
+            own_logit[g] = logit;
+            tree_max[g * TILE + unit] = logit;
+            tree_sum[g * TILE + unit] = select(is_real(logit), 1.0f32, 0.0f32);
         }
         sync_cube();
-        let count = min(TILE, end - tile_start);
+        // The tile's max and sum of exp(logit - max), by pairwise merges in shared memory.
+        #[unroll]
+        for level in 0..TILE_LEVELS {
+            let stride = TILE >> (level + 1);
+            if unit < stride {
+                #[unroll]
+                for g in 0..group {
+                    let a = g * TILE + unit;
+                    let (max_a, max_b) = (tree_max[a], tree_max[a + stride]);
+                    let merged = max(max_a, max_b);
+                    tree_sum[a] = tree_sum[a] * softmax::rescale(max_a, merged)
+                        + tree_sum[a + stride] * softmax::rescale(max_b, merged);
+                    tree_max[a] = merged;
+                }
+            }
+            sync_cube();
+        }
         #[unroll]
         for g in 0..group {
-            let mut tile_max = no_logit();
-            for j in 0..count {
-                tile_max = max(tile_max, logits[g * TILE + j]);
-            }
+            let tile_max = tree_max[g * TILE];
             let new_max = max(running_max[g], tile_max);
-            rescale[g] = softmax::rescale(running_max[g], new_max);
+            let factor = softmax::rescale(running_max[g], new_max);
+            running_sum[g] = running_sum[g] * factor + tree_sum[g * TILE] * softmax::rescale(tile_max, new_max);
             running_max[g] = new_max;
-            probs[g * TILE + unit] = weight(logits[g * TILE + unit], new_max);
+            #[unroll]
+            for i in 0..value_width {
+                acc[g * value_width + i] *= factor;
+            }
+            probs[g * TILE + unit] = weight(own_logit[g], new_max);
         }
         sync_cube();
-        #[unroll]
-        for g in 0..group {
-            let mut tile_sum = 0.0f32;
-            for j in 0..count {
-                tile_sum += probs[g * TILE + j];
-            }
-            running_sum[g] = running_sum[g] * rescale[g] + tile_sum;
-            for d in range_stepped(unit, value_dim, TILE) {
-                let mut a = acc[g * value_dim + d] * rescale[g];
-                for j in 0..count {
-                    let key_j = keys[j];
-                    if key_j >= 0 {
-                        a += probs[g * TILE + j]
-                            * f32::cast_from(v[(kv_base + usize::cast_from(key_j)) * value_dim + d]);
+        // A team of `lanes` units per key: the weighted values, in registers.
+        if in_value_phase {
+            let count = min(TILE, end - tile_start);
+            for j in range_stepped(key_group, count, key_groups) {
+                let key_j = keys[j];
+                if key_j >= 0 {
+                    let values = v[(kv_base + usize::cast_from(key_j)) * lanes + lane];
+                    #[unroll]
+                    for g in 0..group {
+                        let p = probs[g * TILE + j];
+                        #[unroll]
+                        for i in 0..value_width {
+                            acc[g * value_width + i] += p * f32::cast_from(values[i]);
+                        }
                     }
                 }
-                acc[g * value_dim + d] = a;
             }
         }
         sync_cube();
         tile_start += TILE;
     }
 
-    let slot = (row * rows.splits + split) * group;
-    #[unroll]
-    for g in 0..group {
-        for d in range_stepped(unit, value_dim, TILE) {
-            partial_acc[(slot + g) * value_dim + d] = acc[g * value_dim + d];
+    // The teams' accumulators summed.
+    if in_value_phase {
+        #[unroll]
+        for g in 0..group {
+            #[unroll]
+            for i in 0..value_width {
+                team_acc[(key_group * group + g) * value_dim + lane * value_width + i] =
+                    acc[g * value_width + i];
+            }
         }
-        if unit == 0 {
+    }
+    sync_cube();
+    let slot = (row * rows.splits + split) * group;
+    for idx in range_stepped(unit, group * value_dim, TILE) {
+        let mut total = 0.0f32;
+        for team in 0..key_groups {
+            total += team_acc[team * group * value_dim + idx];
+        }
+        partial_acc[slot * value_dim + idx] = total;
+    }
+    if unit == 0 {
+        #[unroll]
+        for g in 0..group {
             partial_stats[(slot + g) * 2] = running_max[g];
             partial_stats[(slot + g) * 2 + 1] = running_sum[g];
         }
@@ -245,7 +300,26 @@ fn combine_kernel<F: Float>(
     }
 }
 
-/// Causal attention of `q` over each row's [`KeyList`].
+/// Elements per value vector: the widest of 8, 4, 2, 1 that divides the value row, fits
+/// 16 bytes, keeps `group * width` accumulators per unit within [`MAX_ACCUMULATORS`] and a
+/// team of `value_dim / width` units within a cube; `None` when none does.
+fn value_vector_width(value_dim: usize, group: usize, dtype: DType) -> Option<usize> {
+    [8usize, 4, 2, 1].into_iter().find(|&w| {
+        value_dim.is_multiple_of(w)
+            && w * dtype.size() <= 16
+            && group * w <= MAX_ACCUMULATORS
+            && value_dim / w <= TILE
+    })
+}
+
+/// Whether [`sparse_attention`] runs rows of `group` query heads over values of
+/// `value_dim` elements of `dtype` (at most 32 query heads per row; value rows of at most
+/// [`TILE`] 16-byte vectors).
+pub fn supports(value_dim: usize, group: usize, dtype: DType) -> bool {
+    value_vector_width(value_dim, group, dtype).is_some()
+}
+
+/// Causal attention of `q` over each row's [`KeyList`] (check [`supports`] first).
 ///
 /// - `q`: `[batch, query_heads, query_len, head_dim]` at positions `first_position..`
 ///   (only the sink and the window depend on positions)
@@ -313,11 +387,14 @@ pub fn sparse_attention<R: CubeRuntime>(
     );
     // Keys are read as vectors of up to 16 bytes (one unit reads a whole key row).
     let width = row_vector_width(head_dim, dtype);
+    let value_width =
+        value_vector_width(value_dim, keys.group, dtype).expect("sparse_attention::supports was checked");
     partial_kernel::launch::<R>(
         &client,
         cube_count(row_count * splits),
         CubeDim::new_1d(TILE as u32),
         width,
+        value_width,
         into_contiguous(q).into_tensor_arg(),
         into_contiguous(k).into_tensor_arg(),
         into_contiguous(v).into_tensor_arg(),
@@ -330,6 +407,7 @@ pub fn sparse_attention<R: CubeRuntime>(
         keys.group,
         head_dim,
         value_dim,
+        value_width,
         dtype.into(),
     );
     let units = row_count * keys.group * value_dim;

@@ -126,6 +126,9 @@ pub(super) fn attend_on<B: Backend, R: CubeRuntime>(
         Some(h) => Some(int_in::<B, R, 4>(h)?),
         None => None,
     };
+    if !kernels::sparse_attention::supports(v.dims()[3], group, v.dtype()) {
+        return None;
+    }
     let keys = kernels::KeyList { sink: at.sink, window: at.window, heavy, group };
     let (q, k, v) = qkv_in::<B, R>(q, k, v)?;
     Some(attention_out(kernels::sparse_attention(q, k, v, keys, at.first_position, scale as f32)))
