@@ -3,8 +3,8 @@
 //!
 //! One cube of [`UNITS`] units per selection row; each unit owns a contiguous run of the
 //! candidate keys, so that "the first ties" means the lowest key indices, deterministically.
-//! Scores are either given (floats, mapped to order-preserving u32 keys) or the number of
-//! equal signature bits, computed on the fly from the packed signatures (never stored).
+//! Float scores are mapped to order-preserving u32 keys. (Signature match counts take few
+//! values and have their own kernels, [`crate::match_top_k`].)
 
 use burn::tensor::{DType, Shape, TensorMetadata};
 use burn_cubecl::{
@@ -19,77 +19,28 @@ pub const UNITS: usize = 256;
 /// Order key of `-inf`; keys at or below it are never selected (NaN maps to 0).
 const FLOAT_FLOOR: u32 = 0x007F_FFFF;
 
-/// The scores to select by.
-#[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)]
-pub enum TopKScores<R: CubeRuntime> {
-    /// Float scores `[batch, heads, query_len, kv_len]`, higher is better; NaN and `-inf`
-    /// are never selected.
-    Dense(CubeTensor<R>),
-    /// Equal bits between query and key signatures, summed over `group` consecutive query
-    /// heads per selection row (1: a selection per query head).
-    /// - `query`: i32 words `[batch, query_heads, query_len, words]`
-    /// - `key`: i32 words `[batch, signature_heads, kv_len, words]`; query head `h` uses key
-    ///   head `h / (query_heads / signature_heads)`
-    Signatures { query: CubeTensor<R>, key: CubeTensor<R>, group: usize },
-}
-
 /// Row geometry shared by the kernel and its launch.
 #[derive(CubeType, CubeLaunch, Clone, Copy)]
 pub struct SelectRows {
-    /// Selection rows per batch element (heads of the selection).
-    heads: usize,
     query_len: usize,
     kv_len: usize,
     /// Position of query 0 in the context.
     first_position: usize,
-    /// Query heads of the signatures (hash mode).
-    query_heads: usize,
-    signature_heads: usize,
     sink: usize,
     window: usize,
     k: usize,
 }
 
+/// The order key of a float score: larger scores give larger keys; NaN gives 0.
 #[cube]
-#[allow(clippy::too_many_arguments, clippy::eq_op)]
-fn order_key<F: Float>(
-    scores: &Tensor<F>,
-    query_sig: &Tensor<i32>,
-    key_sig: &Tensor<i32>,
-    rows: SelectRows,
-    row: usize,
-    key: usize,
-    #[comptime] hash: bool,
-    #[comptime] group: usize,
-    #[comptime] words: usize,
-) -> u32 {
+#[allow(clippy::eq_op)]
+fn order_key<F: Float>(scores: &Tensor<F>, rows: SelectRows, row: usize, key: usize) -> u32 {
+    let x = f32::cast_from(scores[row * rows.kv_len + key]);
+    let bits = u32::reinterpret(x);
     let mut order = 0u32;
-    if comptime!(hash) {
-        let t = row % rows.query_len;
-        let head = (row / rows.query_len) % rows.heads;
-        let b = row / (rows.query_len * rows.heads);
-        let ratio = rows.query_heads / rows.signature_heads;
-        let mut equal = 1u32;
-        #[unroll]
-        for g in 0..group {
-            let query_head = head * group + g;
-            let q_base = ((b * rows.query_heads + query_head) * rows.query_len + t) * words;
-            let k_base = ((b * rows.signature_heads + query_head / ratio) * rows.kv_len + key) * words;
-            #[unroll]
-            for w in 0..words {
-                let same = !(u32::reinterpret(query_sig[q_base + w]) ^ u32::reinterpret(key_sig[k_base + w]));
-                equal += same.count_ones();
-            }
-        }
-        order = equal;
-    } else {
-        let x = f32::cast_from(scores[row * rows.kv_len + key]);
-        let bits = u32::reinterpret(x);
-        // NaN is the only value unequal to itself; it keeps order 0 (never selected).
-        if x == x {
-            order = select(bits >= 0x8000_0000u32, !bits, bits | 0x8000_0000u32);
-        }
+    // NaN is the only value unequal to itself; it keeps order 0 (never selected).
+    if x == x {
+        order = select(bits >= 0x8000_0000u32, !bits, bits | 0x8000_0000u32);
     }
     order
 }
@@ -98,15 +49,10 @@ fn order_key<F: Float>(
 #[allow(clippy::too_many_arguments, clippy::manual_div_ceil)]
 fn top_k_kernel<F: Float>(
     scores: &Tensor<F>,
-    query_sig: &Tensor<i32>,
-    key_sig: &Tensor<i32>,
     selected: &mut Tensor<i32>,
     rows: SelectRows,
     row_count: usize,
     floor: u32,
-    #[comptime] hash: bool,
-    #[comptime] group: usize,
-    #[comptime] words: usize,
     #[comptime] rounds: usize,
     #[define(F)] _dtype: StorageType,
 ) {
@@ -139,7 +85,7 @@ fn top_k_kernel<F: Float>(
         histogram[unit].store(0u32);
         sync_cube();
         for key in lo..hi {
-            let order = order_key::<F>(scores, query_sig, key_sig, rows, row, key, hash, group, words);
+            let order = order_key::<F>(scores, rows, row, key);
             if order > floor && (order & mask) == prefix {
                 histogram[usize::cast_from((order >> shift) & 255u32)].fetch_add(1u32);
             }
@@ -180,7 +126,7 @@ fn top_k_kernel<F: Float>(
     let mut above = 0u32;
     let mut ties = 0u32;
     for key in lo..hi {
-        let order = order_key::<F>(scores, query_sig, key_sig, rows, row, key, hash, group, words);
+        let order = order_key::<F>(scores, rows, row, key);
         if order > threshold {
             above += 1u32;
         } else if order == threshold && order > floor {
@@ -212,7 +158,7 @@ fn top_k_kernel<F: Float>(
     let mut ties_seen = counts[UNITS + unit];
     let out_base = row * rows.k;
     for key in lo..hi {
-        let order = order_key::<F>(scores, query_sig, key_sig, rows, row, key, hash, group, words);
+        let order = order_key::<F>(scores, rows, row, key);
         let mut chosen = order > threshold;
         if order == threshold && order > floor {
             chosen = ties_seen < ties_wanted;
@@ -232,35 +178,24 @@ fn top_k_kernel<F: Float>(
 }
 
 /// The top `k` keys of each causal query among keys `sink..=last - window` (`last` the
-/// query's own position, `first_position + query index`), ties broken towards the lower
-/// key index.
+/// query's own position, `first_position + query index`) by float `scores`
+/// `[batch, heads, query_len, kv_len]`, higher is better (NaN and `-inf` never selected),
+/// ties broken towards the lower key index.
 ///
-/// Returns i32 key indices `[batch, heads, query_len, k]` (`heads` of the scores, or query
-/// heads / `group` for signatures) in ascending key order; `-1` pads rows with fewer than
-/// `k` candidates.
+/// Returns i32 key indices `[batch, heads, query_len, k]` in ascending key order; `-1` pads
+/// rows with fewer than `k` candidates.
 pub fn top_k<R: CubeRuntime>(
-    scores: TopKScores<R>,
+    scores: CubeTensor<R>,
     first_position: usize,
     sink: usize,
     window: usize,
     k: usize,
 ) -> CubeTensor<R> {
-    let (reference, dims, signature_heads, words, group, hash) = match &scores {
-        TopKScores::Dense(s) => (s.clone(), s.shape().dims::<4>(), 1, 1, 1, false),
-        TopKScores::Signatures { query, key, group } => {
-            let [b, h, t, w] = query.shape().dims::<4>();
-            let [kb, kh, kv_len, kw] = key.shape().dims::<4>();
-            assert!(kb == b && kw == w && h % kh == 0 && h % group == 0, "signature shapes do not match");
-            (query.clone(), [b, h, t, kv_len], kh, w, *group, true)
-        }
-    };
-    let [batch, query_heads, query_len, kv_len] = dims;
-    let heads = query_heads / group;
-    let client = reference.client.clone();
-    let device = reference.device.clone();
+    let [batch, heads, query_len, kv_len] = scores.shape().dims::<4>();
+    let client = scores.client.clone();
     let selected = empty_device_contiguous_dtype(
         client.clone(),
-        device.clone(),
+        scores.device.clone(),
         Shape::new([batch, heads, query_len, k]),
         DType::I32,
     );
@@ -269,51 +204,18 @@ pub fn top_k<R: CubeRuntime>(
         return selected;
     }
     assert!(first_position + query_len <= kv_len, "queries past the context");
-    let dummy_float =
-        || empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::new([1]), DType::F32);
-    let dummy_int =
-        || empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::new([1]), DType::I32);
-    let (scores, query_sig, key_sig, floor, rounds) = match scores {
-        TopKScores::Dense(s) => (into_contiguous(s), dummy_int(), dummy_int(), FLOAT_FLOOR, 4),
-        TopKScores::Signatures { query, key, .. } => {
-            let max_order = group * words * 32 + 1;
-            let rounds = if max_order < 256 {
-                1
-            } else if max_order < 65_536 {
-                2
-            } else {
-                4
-            };
-            (dummy_float(), into_contiguous(query), into_contiguous(key), 0, rounds)
-        }
-    };
-    let rows = SelectRowsLaunch::new(
-        heads,
-        query_len,
-        kv_len,
-        first_position,
-        query_heads,
-        signature_heads,
-        sink,
-        window,
-        k,
-    );
+    let rows = SelectRowsLaunch::new(query_len, kv_len, first_position, sink, window, k);
     let dtype = scores.dtype;
     top_k_kernel::launch::<R>(
         &client,
         cube_count(row_count),
         CubeDim::new_1d(UNITS as u32),
-        scores.into_tensor_arg(),
-        query_sig.into_tensor_arg(),
-        key_sig.into_tensor_arg(),
+        into_contiguous(scores).into_tensor_arg(),
         selected.clone().into_tensor_arg(),
         rows,
         row_count,
-        floor,
-        hash,
-        group,
-        words,
-        rounds,
+        FLOAT_FLOOR,
+        4,
         dtype.into(),
     );
     selected

@@ -26,7 +26,7 @@ pub(crate) fn floats(t: Tensor<impl Backend, 4>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap()
 }
 
-fn ints<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Vec<i64> {
+pub(crate) fn ints<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Vec<i64> {
     t.into_data().convert::<i64>().to_vec().unwrap()
 }
 
@@ -62,7 +62,7 @@ pub(crate) fn assert_attention_close<G: Backend>(
 }
 
 /// Per row, the selected keys sorted (padding dropped).
-fn rows_of(indices: &[i64], valid: Option<&[bool]>, width: usize) -> Vec<Vec<i64>> {
+pub(crate) fn rows_of(indices: &[i64], valid: Option<&[bool]>, width: usize) -> Vec<Vec<i64>> {
     indices
         .chunks(width)
         .enumerate()
@@ -124,7 +124,7 @@ fn top_k_by_scores_matches_reference<G: Backend>(device: &G::Device) {
 }
 
 /// Host top-k by matching bits, ties to the lower key.
-fn host_signature_top_k(
+pub(crate) fn host_signature_top_k(
     q: &[i64],
     keys: &[i64],
     [b, h, t, kv_len, words]: [usize; 5],

@@ -5,6 +5,7 @@
 //! installs it) and, with `--features cuda`, on CUDA.
 
 mod common;
+mod decode_kernels;
 mod dense_attention;
 mod hash_attention;
 mod hash_safetensors;

@@ -11,6 +11,7 @@ use super::check;
 use super::mlp::{HashActivation, HeadwiseMlp, HeadwiseMlpConfig};
 use super::signature::{matching_bits, pack_signs, words_for_bits};
 use crate::error::{AttnError, AttnResult};
+use crate::kernels;
 
 /// Config of a [`HashMapping`]. Defaults follow the paper: 3 layers, 128 wide, 32 bits, SiLU.
 #[derive(Config, Debug)]
@@ -111,13 +112,26 @@ impl<B: Backend> HashMapping<B> {
         Ok(self.key.forward(k.reshape([b, key_heads, t, d])))
     }
 
-    /// Packed query signatures `[batch, query_heads, len, bits / 32]`.
+    /// Packed query signatures `[batch, query_heads, len, bits / 32]`. On a CubeCL backend
+    /// a few tokens (decoding) take one fused kernel (see [`kernels::hash_signatures`]).
     pub fn query_signatures(&self, q: Tensor<B, 4>) -> AttnResult<Tensor<B, 4, Int>> {
+        if q.dims()[1] == self.query_heads() {
+            if let Some(signatures) = kernels::hash_signatures(&q, &self.query) {
+                return Ok(signatures);
+            }
+        }
         pack_signs(self.query_codes(q))
     }
 
-    /// Packed key signatures `[batch, key_heads, len, bits / 32]`.
+    /// Packed key signatures `[batch, key_heads, len, bits / 32]` of
+    /// `k: [batch, kv_heads, len, head_dim]` (see [`key_codes`](Self::key_codes)).
     pub fn key_signatures(&self, k: Tensor<B, 4>) -> AttnResult<Tensor<B, 4, Int>> {
+        let kv_heads = k.dims()[1];
+        if kv_heads > 0 && self.key_heads().is_multiple_of(kv_heads) {
+            if let Some(signatures) = kernels::hash_signatures(&k, &self.key) {
+                return Ok(signatures);
+            }
+        }
         pack_signs(self.key_codes(k)?)
     }
 

@@ -8,6 +8,7 @@ use burn_sparse_attn_kernels::{self as kernels, burn_cubecl::tensor::CubeTensor,
 
 use super::{BlockSizes, KernelWindow};
 use crate::attend::AttnOutput;
+use crate::hash::{HashActivation, HeadwiseMlp};
 
 /// The CubeCL runtimes this crate was built for.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +95,7 @@ pub(super) fn scores_on<B: Backend, R: CubeRuntime>(
     at: KernelWindow,
     k: usize,
 ) -> Option<Tensor<B, 4, Int>> {
-    let scores = kernels::TopKScores::Dense(float_in::<B, R, 4>(scores)?);
+    let scores = float_in::<B, R, 4>(scores)?;
     Some(int_out::<B, R, 4>(kernels::top_k(scores, at.first_position, at.sink, at.window, k)))
 }
 
@@ -105,12 +106,47 @@ pub(super) fn signatures_on<B: Backend, R: CubeRuntime>(
     at: KernelWindow,
     k: usize,
 ) -> Option<Tensor<B, 4, Int>> {
-    let scores = kernels::TopKScores::Signatures {
-        query: int_in::<B, R, 4>(query)?,
-        key: int_in::<B, R, 4>(key)?,
-        group,
+    if !kernels::match_top_k::supports(group, query.dims()[3]) {
+        return None;
+    }
+    let (query, key) = (int_in::<B, R, 4>(query)?, int_in::<B, R, 4>(key)?);
+    Some(int_out::<B, R, 4>(kernels::match_top_k(query, key, group, at.first_position, at.sink, at.window, k)))
+}
+
+pub(super) fn hash_signatures_on<B: Backend, R: CubeRuntime>(
+    x: &Tensor<B, 4>,
+    mlp: &HeadwiseMlp<B>,
+) -> Option<Tensor<B, 4, Int>> {
+    use kernels::hash_signatures::{supports, Activation, Linear};
+    let layers = &mlp.layers;
+    let [heads, d_input, first_out] = layers.first()?.weight.dims();
+    let bits = layers.last()?.weight.dims()[2];
+    let hidden = if layers.len() == 1 { bits } else { first_out };
+    let input_heads = x.dims()[1];
+    if !supports(layers.len(), d_input, hidden, bits)
+        || x.dims()[3] != d_input
+        || input_heads == 0
+        || !heads.is_multiple_of(input_heads)
+        || layers.iter().any(|l| l.weight.val().dtype() != x.dtype())
+    {
+        return None;
+    }
+    let linears = layers
+        .iter()
+        .map(|l| {
+            Some(Linear {
+                weight: float_in::<B, R, 3>(&l.weight.val())?,
+                bias: float_in::<B, R, 2>(&l.bias.val())?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let activation = match mlp.activation {
+        HashActivation::Silu => Activation::Silu,
+        HashActivation::Relu => Activation::Relu,
+        HashActivation::Gelu => Activation::Gelu,
+        HashActivation::Tanh => Activation::Tanh,
     };
-    Some(int_out::<B, R, 4>(kernels::top_k(scores, at.first_position, at.sink, at.window, k)))
+    Some(int_out::<B, R, 4>(kernels::hash_signatures(float_in::<B, R, 4>(x)?, &linears, activation)))
 }
 
 pub(super) fn attend_on<B: Backend, R: CubeRuntime>(

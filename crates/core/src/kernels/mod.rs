@@ -38,6 +38,7 @@ mod cube;
 use burn::tensor::{backend::Backend, DType, Int, Tensor};
 
 use crate::attend::AttnOutput;
+use crate::hash::HeadwiseMlp;
 
 /// The path a backend takes through every operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,20 @@ pub struct KernelWindow {
 /// Packs sign bits, see [`crate::hash::pack_signs`].
 pub fn pack_signs<B: Backend>(codes: &Tensor<B, 4>) -> Option<Tensor<B, 4, Int>> {
     on_runtime!(B, pack_on(codes))
+}
+
+/// Packed signatures `[batch, heads, len, bits / 32]` of `mlp` (its `heads` heads) applied
+/// to `x: [batch, input_heads, len, d_input]`, the MLP and the packing in one launch; head
+/// `h` reads input head `h / (heads / input_heads)`. Only for a few rows per head (decode):
+/// longer inputs take the batched matmuls of the reference path.
+pub fn hash_signatures<B: Backend>(x: &Tensor<B, 4>, mlp: &HeadwiseMlp<B>) -> Option<Tensor<B, 4, Int>> {
+    /// Rows (batch x length) per head up to which one launch beats the matmuls.
+    const MOST_ROWS: usize = 256;
+    let [batch, _, len, _] = x.dims();
+    if batch * len > MOST_ROWS {
+        return None;
+    }
+    on_runtime!(B, hash_signatures_on(x, mlp))
 }
 
 /// Top `k` keys per query row outside the sink and window, i32 `[batch, heads, query_len,
