@@ -9,6 +9,11 @@
 //! (causal; window keys only inside its window; block keys only outside it, so no key
 //! counts twice) masks them, running max and sum are kept per query, and a unit per value
 //! dimension accumulates the weighted values in registers. Accumulation is in f32.
+//!
+//! Where the runtime has tensor cores (CUDA, f16/bf16; `tensor_core_attention::available`)
+//! and the sizes fit, the same lists and rules run in [`crate::tensor_core_attention`]
+//! instead, with tiles of 64 queries; this kernel stays the path of every other runtime
+//! (wgpu) and dtype.
 
 use burn::tensor::{DType, Shape, TensorMetadata};
 use burn_cubecl::{
@@ -18,6 +23,7 @@ use cubecl::prelude::*;
 
 use crate::grid::cube_count;
 use crate::softmax::{log_sum_exp, no_logit, normalized, rescale, weight, SparseAttentionOutput};
+use crate::tensor_core_attention;
 use crate::vectors::row_vector_width;
 
 /// Keys per tile, and units per cube.
@@ -46,20 +52,20 @@ pub struct BlockKeys<R: CubeRuntime> {
 /// Sizes the kernel reads.
 #[derive(CubeType, CubeLaunch, Clone, Copy)]
 pub struct BlockGeometry {
-    query_heads: usize,
-    kv_heads: usize,
-    query_len: usize,
-    kv_len: usize,
+    pub(crate) query_heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) query_len: usize,
+    pub(crate) kv_len: usize,
     /// Position of query 0 in the context.
-    first_position: usize,
-    sink: usize,
-    window: usize,
+    pub(crate) first_position: usize,
+    pub(crate) sink: usize,
+    pub(crate) window: usize,
     /// Tiles of queries per (batch, head).
-    tiles_per_head: usize,
-    query_block: usize,
-    query_blocks: usize,
-    blocks_per_query_block: usize,
-    block_size_k: usize,
+    pub(crate) tiles_per_head: usize,
+    pub(crate) query_block: usize,
+    pub(crate) query_blocks: usize,
+    pub(crate) blocks_per_query_block: usize,
+    pub(crate) block_size_k: usize,
 }
 
 #[cube(launch)]
@@ -303,8 +309,14 @@ pub fn block_attention<R: CubeRuntime>(
             (empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::new([1]), DType::I32), 1, 0)
         }
     };
+    // Tensor cores where the runtime has them and the sizes fit.
+    let query_block = (per_block > 0).then_some(keys.query_block);
+    let tensor_cores = tensor_core_attention::available(&client, dtype)
+        && tensor_core_attention::supports(head_dim, value_dim, query_block);
     // A tile of queries must not straddle two query blocks.
-    let queries = if per_block == 0 {
+    let queries = if tensor_cores {
+        tensor_core_attention::QUERIES
+    } else if per_block == 0 {
         MAX_QUERIES
     } else {
         [MAX_QUERIES, 8, 4, 2, 1].into_iter().find(|n| keys.query_block.is_multiple_of(*n)).unwrap_or(1)
@@ -330,6 +342,29 @@ pub fn block_attention<R: CubeRuntime>(
     );
     // Keys are read as vectors of up to 16 bytes (one unit reads a whole key row).
     let width = row_vector_width(head_dim, dtype);
+    crate::launches::count();
+    if tensor_cores {
+        tensor_core_attention::tensor_core_attention_kernel::launch::<R>(
+            &client,
+            cube_count(tile_count),
+            CubeDim::new_2d(tensor_core_attention::PLANE as u32, tensor_core_attention::PLANES as u32),
+            width,
+            into_contiguous(q).into_tensor_arg(),
+            into_contiguous(k).into_tensor_arg(),
+            into_contiguous(v).into_tensor_arg(),
+            blocks.into_tensor_arg(),
+            output.clone().into_tensor_arg(),
+            lse.clone().into_tensor_arg(),
+            geometry,
+            tile_count,
+            scale,
+            head_dim,
+            width,
+            tensor_core_attention::KEYS,
+            dtype.into(),
+        );
+        return SparseAttentionOutput { output, lse };
+    }
     block_attention_kernel::launch::<R>(
         &client,
         cube_count(tile_count),

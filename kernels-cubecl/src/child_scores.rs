@@ -4,7 +4,9 @@
 //!
 //! One cube per (batch, head, query block): the representative queries sit in shared
 //! memory; a unit per child reads each representative key row once (16-byte vectors) and
-//! keeps the dot products with every representative query in registers.
+//! keeps the dot products with every representative query in registers. Where the runtime
+//! has tensor cores (CUDA, f16/bf16) and the sizes fit, [`crate::tensor_core_child_scores`]
+//! runs instead.
 
 use burn::tensor::{Shape, TensorMetadata};
 use burn_cubecl::{
@@ -14,6 +16,7 @@ use cubecl::prelude::*;
 
 use crate::grid::cube_count;
 use crate::vectors::row_vector_width;
+use crate::{tensor_core_attention, tensor_core_child_scores};
 
 /// Units per cube.
 const UNITS: usize = 128;
@@ -21,15 +24,15 @@ const UNITS: usize = 128;
 /// Sizes the kernel reads.
 #[derive(CubeType, CubeLaunch, Clone, Copy)]
 pub struct ChildGeometry {
-    query_heads: usize,
-    kv_heads: usize,
-    query_len: usize,
-    kv_len: usize,
-    query_blocks: usize,
-    block_size_q: usize,
-    stride_q: usize,
-    children: usize,
-    keys_per_child: usize,
+    pub(crate) query_heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) query_len: usize,
+    pub(crate) kv_len: usize,
+    pub(crate) query_blocks: usize,
+    pub(crate) block_size_q: usize,
+    pub(crate) stride_q: usize,
+    pub(crate) children: usize,
+    pub(crate) keys_per_child: usize,
 }
 
 #[cube(launch)]
@@ -172,6 +175,29 @@ pub fn child_scores<R: CubeRuntime>(
         children,
         keys_per_child,
     );
+    crate::launches::count();
+    if tensor_core_attention::available(&client, dtype)
+        && tensor_core_child_scores::supports(queries, head_dim, keys_per_child)
+    {
+        tensor_core_child_scores::tensor_core_child_scores_kernel::launch::<R>(
+            &client,
+            cube_count(row_count),
+            CubeDim::new_2d(tensor_core_attention::PLANE as u32, (queries / 16) as u32),
+            width,
+            into_contiguous(q).into_tensor_arg(),
+            into_contiguous(k).into_tensor_arg(),
+            into_contiguous(key_positions).into_tensor_arg(),
+            scores.clone().into_tensor_arg(),
+            geometry,
+            row_count,
+            floor,
+            queries,
+            head_dim,
+            width,
+            dtype.into(),
+        );
+        return scores;
+    }
     child_scores_kernel::launch::<R>(
         &client,
         cube_count(row_count),

@@ -109,6 +109,7 @@ pub fn counting_sort_order<R: CubeRuntime>(keys: CubeTensor<R>, buckets: usize) 
     }
     let units = (MAX_COUNTERS / buckets).clamp(1, 256);
     let client = keys.client.clone();
+    crate::launches::count();
     counting_sort_kernel::launch::<R>(
         &client,
         cube_count(rows),

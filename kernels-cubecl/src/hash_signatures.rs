@@ -137,6 +137,8 @@ fn linear<F: Float>(
         for r in 0..ROWS {
             acc[r] = b;
         }
+        // Unrolled, so that the weight loads of a row are in flight together.
+        #[unroll]
         for i in 0..d_input {
             let w = f32::cast_from(weight[w_base + i * d_output + o]);
             #[unroll]
@@ -269,6 +271,7 @@ pub fn hash_signatures<R: CubeRuntime>(
     let dtype = x.dtype;
     let weight = |i: usize| into_contiguous(layers[i.min(layers.len() - 1)].weight.clone()).into_tensor_arg();
     let bias = |i: usize| into_contiguous(layers[i.min(layers.len() - 1)].bias.clone()).into_tensor_arg();
+    crate::launches::count();
     hash_signatures_kernel::launch::<R>(
         &client,
         cube_count(heads * tiles),

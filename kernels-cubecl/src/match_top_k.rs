@@ -25,12 +25,16 @@ use crate::grid::cube_count;
 const UNITS: usize = 256;
 /// Levels of the prefix sum over the units (`2^SCAN_LEVELS == UNITS`).
 const SCAN_LEVELS: usize = 8;
+/// Units per team with its own histogram.
+const TEAM: usize = 32;
+/// Teams per cube.
+const TEAMS: usize = UNITS / TEAM;
 /// Cubes a launch aims at.
-const TARGET_CUBES: usize = 2048;
+const TARGET_CUBES: usize = 4096;
 /// Fewest candidate keys per unit of a chunk.
 const MIN_KEYS_PER_UNIT: usize = 4;
 /// Most histogram bins (`group * bits + 1`).
-pub const MAX_BINS: usize = 4097;
+pub const MAX_BINS: usize = 1025;
 
 /// Row geometry shared by the two kernels.
 #[derive(CubeType, CubeLaunch, Clone, Copy)]
@@ -85,7 +89,9 @@ fn load_queries(
     if unit < group * words {
         let g = unit / words;
         let w = unit % words;
-        queries[unit] = u32::reinterpret(query_sig[((b * rows.query_heads + head * group + g) * rows.query_len + t) * words + w]);
+        queries[unit] = u32::reinterpret(
+            query_sig[((b * rows.query_heads + head * group + g) * rows.query_len + t) * words + w],
+        );
     }
 }
 
@@ -132,24 +138,32 @@ fn histogram_kernel(
     }
     let unit = UNIT_POS as usize;
     let mut queries = SharedMemory::<u32>::new(group * words);
-    let histogram = SharedMemory::<Atomic<u32>>::new(bins);
+    // One histogram per team of 32 units: counts cluster around half the bits, and one
+    // shared histogram would serialise the whole cube's atomics on a few bins.
+    let histogram = SharedMemory::<Atomic<u32>>::new(bins * TEAMS);
     load_queries(query_sig, &mut queries, rows, row, group, words);
-    for bin in range_stepped(unit, bins, UNITS) {
+    for bin in range_stepped(unit, bins * TEAMS, UNITS) {
         histogram[bin].store(0u32);
     }
     sync_cube();
+    let team = (unit / TEAM) * bins;
     for key in range_stepped(start + unit, end, UNITS) {
         let count = match_count(key_sig, &queries, rows, row, key, group, words);
-        histogram[usize::cast_from(count)].fetch_add(1u32);
+        histogram[team + usize::cast_from(count)].fetch_add(1u32);
     }
     sync_cube();
     for bin in range_stepped(unit, bins, UNITS) {
-        histograms[(row * rows.chunks + chunk) * bins + bin] = histogram[bin].load();
+        let mut total = 0u32;
+        #[unroll]
+        for t in 0..TEAMS {
+            total += histogram[t * bins + bin].load();
+        }
+        histograms[(row * rows.chunks + chunk) * bins + bin] = total;
     }
 }
 
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::manual_div_ceil)]
 fn select_kernel(
     query_sig: &Tensor<i32>,
     key_sig: &Tensor<i32>,
@@ -324,7 +338,10 @@ pub fn match_top_k<R: CubeRuntime>(
     let [batch, query_heads, query_len, words] = query.shape().dims::<4>();
     let [key_batch, signature_heads, kv_len, key_words] = key.shape().dims::<4>();
     assert!(
-        key_batch == batch && key_words == words && query_heads % signature_heads == 0 && query_heads % group == 0,
+        key_batch == batch
+            && key_words == words
+            && query_heads % signature_heads == 0
+            && query_heads % group == 0,
         "signature shapes do not match"
     );
     assert!(supports(group, words), "match_top_k::supports was not checked");
@@ -369,6 +386,7 @@ pub fn match_top_k<R: CubeRuntime>(
         )
     };
     let (query, key) = (into_contiguous(query), into_contiguous(key));
+    crate::launches::count();
     histogram_kernel::launch::<R>(
         &client,
         cube_count(row_count * chunks),
@@ -382,6 +400,7 @@ pub fn match_top_k<R: CubeRuntime>(
         words,
         bins,
     );
+    crate::launches::count();
     select_kernel::launch::<R>(
         &client,
         cube_count(row_count * chunks),

@@ -49,6 +49,7 @@ pub fn pack_signs<R: CubeRuntime>(codes: CubeTensor<R>) -> CubeTensor<R> {
     let cube_dim = CubeDim::new(&client, words);
     let cube_count = calculate_cube_count_elemwise(&client, words, cube_dim);
     let dtype = codes.dtype;
+    crate::launches::count();
     pack_signs_kernel::launch::<R>(
         &client,
         cube_count,

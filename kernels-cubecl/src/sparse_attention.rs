@@ -198,7 +198,8 @@ fn partial_kernel<F: Float, N: Size, M: Size>(
             let tile_max = tree_max[g * TILE];
             let new_max = max(running_max[g], tile_max);
             let factor = softmax::rescale(running_max[g], new_max);
-            running_sum[g] = running_sum[g] * factor + tree_sum[g * TILE] * softmax::rescale(tile_max, new_max);
+            running_sum[g] =
+                running_sum[g] * factor + tree_sum[g * TILE] * softmax::rescale(tile_max, new_max);
             running_max[g] = new_max;
             #[unroll]
             for i in 0..value_width {
@@ -389,6 +390,7 @@ pub fn sparse_attention<R: CubeRuntime>(
     let width = row_vector_width(head_dim, dtype);
     let value_width =
         value_vector_width(value_dim, keys.group, dtype).expect("sparse_attention::supports was checked");
+    crate::launches::count();
     partial_kernel::launch::<R>(
         &client,
         cube_count(row_count * splits),
@@ -412,6 +414,7 @@ pub fn sparse_attention<R: CubeRuntime>(
     );
     let units = row_count * keys.group * value_dim;
     let cube_dim = CubeDim::new(&client, units);
+    crate::launches::count();
     combine_kernel::launch::<R>(
         &client,
         calculate_cube_count_elemwise(&client, units, cube_dim),

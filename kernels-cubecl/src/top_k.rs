@@ -206,6 +206,7 @@ pub fn top_k<R: CubeRuntime>(
     assert!(first_position + query_len <= kv_len, "queries past the context");
     let rows = SelectRowsLaunch::new(query_len, kv_len, first_position, sink, window, k);
     let dtype = scores.dtype;
+    crate::launches::count();
     top_k_kernel::launch::<R>(
         &client,
         cube_count(row_count),

@@ -14,7 +14,10 @@ use burn_sparse_attn::{HashMapping, HashMappingConfig};
 use crate::kernels::{floats, host_signature_top_k, ints, pair, rows_of, Ref};
 
 /// The same random mappings on both backends (through a record: Burn initialises lazily).
-fn same_mapping<G: Backend>(config: &HashMappingConfig, device: &G::Device) -> (HashMapping<Ref>, HashMapping<G>) {
+fn same_mapping<G: Backend>(
+    config: &HashMappingConfig,
+    device: &G::Device,
+) -> (HashMapping<Ref>, HashMapping<G>) {
     let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
     let mapping = config.init::<Ref>(&Default::default()).unwrap();
     let bytes = recorder.record(mapping.into_record(), ()).unwrap();
@@ -91,7 +94,10 @@ fn match_top_k_splits_rows_and_keeps_tie_order<G: Backend>(device: &G::Device) {
             .map(|_| if distinct == 0 { random_word(&mut rng) } else { palette[rng.below(distinct)] })
             .collect();
         let to = |v: &Vec<i64>, shape: [usize; 4]| {
-            Tensor::<G, 4, Int>::from_data(TensorData::new(v.iter().map(|&x| x as i32).collect::<Vec<_>>(), shape), device)
+            Tensor::<G, 4, Int>::from_data(
+                TensorData::new(v.iter().map(|&x| x as i32).collect::<Vec<_>>(), shape),
+                device,
+            )
         };
         let at = KernelWindow { first_position: kv_len - query_len, sink: 7, window: 33 };
         let got = kernels::top_k_by_signatures(
@@ -103,13 +109,15 @@ fn match_top_k_splits_rows_and_keeps_tie_order<G: Backend>(device: &G::Device) {
         )
         .expect("kernel path");
         let got = ints(got);
-        let name = format!("{heads}/{key_heads} heads, group {group}, {kv_len} keys, k {k}, {distinct} distinct");
+        let name =
+            format!("{heads}/{key_heads} heads, group {group}, {kv_len} keys, k {k}, {distinct} distinct");
         for row in got.chunks(k) {
             let chosen: Vec<i64> = row.iter().copied().take_while(|&key| key >= 0).collect();
             assert!(row[chosen.len()..].iter().all(|&key| key == -1), "{name}: padding only at the end");
             assert!(chosen.windows(2).all(|w| w[0] < w[1]), "{name}: keys in ascending order");
         }
-        let expected = host_signature_top_k(&q, &keys, [1, heads, query_len, kv_len, words], key_heads, at, k, group);
+        let expected =
+            host_signature_top_k(&q, &keys, [1, heads, query_len, kv_len, words], key_heads, at, k, group);
         assert_eq!(expected, rows_of(&got, None, k), "{name}");
     }
 }

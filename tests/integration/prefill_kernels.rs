@@ -92,6 +92,9 @@ fn block_attention_matches_key_lists<G: Backend>(device: &G::Device, tolerance: 
         (3, 3, 23, 301, 24, 40, 6, 3, 7, 4, 10),
         (4, 1, 17, 130, 13, 200, 5, 2, 9, 0, 1),
         (8, 2, 40, 97, 64, 16, 64, 1, 30, 3, 200),
+        // Tensor-core sizes on CUDA (head = value dim, query blocks of whole 64-query tiles).
+        (8, 2, 150, 403, 64, 64, 64, 2, 40, 5, 33),
+        (3, 1, 129, 300, 128, 128, 128, 3, 20, 0, 64),
     ] {
         let first = kv_len - query_len;
         let (q_ref, q) = pair::<G>([2, heads, query_len, head_dim], 31, device);
@@ -135,9 +138,15 @@ fn block_attention_matches_key_lists<G: Backend>(device: &G::Device, tolerance: 
 
 /// Causal dense attention: tiles of queries (many queries) and split keys (few queries).
 fn dense_attention_matches_reference<G: Backend>(device: &G::Device, tolerance: f32) {
-    for (batch, heads, kv_heads, query_len, kv_len, head_dim, value_dim) in
-        [(2, 6, 2, 700, 700, 24, 40), (1, 4, 4, 133, 401, 13, 200), (1, 3, 3, 3, 300, 37, 16)]
-    {
+    for (batch, heads, kv_heads, query_len, kv_len, head_dim, value_dim) in [
+        (2, 6, 2, 700, 700, 24, 40),
+        (1, 4, 4, 133, 401, 13, 200),
+        (1, 3, 3, 3, 300, 37, 16),
+        // Tensor-core sizes on CUDA: GQA 4 and 3, tails of query and key tiles, offsets.
+        (1, 8, 2, 333, 1000, 64, 64),
+        (2, 3, 1, 131, 131, 128, 128),
+        (1, 4, 4, 70, 201, 128, 128),
+    ] {
         let (q_ref, q) = pair::<G>([batch, heads, query_len, head_dim], 41, device);
         let (k_ref, k) = pair::<G>([batch, kv_heads, kv_len, head_dim], 42, device);
         let (v_ref, v) = pair::<G>([batch, kv_heads, kv_len, value_dim], 43, device);
@@ -146,6 +155,73 @@ fn dense_attention_matches_reference<G: Backend>(device: &G::Device, tolerance: 
         let got = dense_attention(q, k, v, &options).unwrap();
         let case = format!("{query_len} queries, {kv_len} keys");
         assert_attention_close(&case, expected, got, tolerance);
+    }
+}
+
+/// HiP's child scores against the host rule: the max of `q . k` over a query block's real
+/// representative queries and a child's real keys (the lowest finite value where it has
+/// none). Inputs are rounded to the device's dtype first, so only the sums' rounding differs.
+fn child_scores_match_host<G: Backend>(device: &G::Device, tolerance: f32) {
+    let mut rng = SplitMix64::new(29);
+    // (heads, kv_heads, query_len, kv_len, head_dim, block_size_q, stride_q, children, keys per child)
+    for (heads, kv_heads, query_len, kv_len, head_dim, block_q, stride_q, children, per_child) in [
+        (4, 2, 150, 300, 64, 64, 2, 40, 2),
+        (3, 3, 70, 90, 128, 32, 1, 33, 1),
+        (2, 1, 40, 77, 32, 16, 1, 21, 4),
+        (2, 2, 20, 50, 24, 6, 2, 9, 3),
+    ] {
+        let (_, q) = pair::<G>([1, heads, query_len, head_dim], 61, device);
+        let (_, k) = pair::<G>([1, kv_heads, kv_len, head_dim], 62, device);
+        let (q_host, k_host) = (floats(q.clone()), floats(k.clone()));
+        let blocks = query_len.div_ceil(block_q);
+        let positions: Vec<i64> = (0..heads * blocks * children * per_child)
+            .map(|_| if rng.uniform() < 0.15 { -1 } else { rng.below(kv_len) as i64 })
+            .collect();
+        let key_positions = Tensor::<G, 5, Int>::from_data(
+            TensorData::new(
+                positions.iter().map(|&x| x as i32).collect::<Vec<_>>(),
+                [1, heads, blocks, children, per_child],
+            ),
+            device,
+        );
+        let got = kernels::hip_child_scores(&q, &k, &key_positions, block_q, stride_q).expect("kernel path");
+        let floor = kernels::lowest_finite(q.dtype());
+        let mut expected = Vec::new();
+        for h in 0..heads {
+            let kh = h / (heads / kv_heads);
+            for blk in 0..blocks {
+                for c in 0..children {
+                    let mut best = floor;
+                    for r in 0..per_child {
+                        let key = positions[((h * blocks + blk) * children + c) * per_child + r];
+                        if key < 0 {
+                            continue;
+                        }
+                        for t in (blk * block_q..((blk + 1) * block_q).min(query_len)).step_by(stride_q) {
+                            let dot: f32 = (0..head_dim)
+                                .map(|d| {
+                                    q_host[(h * query_len + t) * head_dim + d]
+                                        * k_host[(kh * kv_len + key as usize) * head_dim + d]
+                                })
+                                .sum();
+                            best = best.max(dot);
+                        }
+                    }
+                    expected.push(best);
+                }
+            }
+        }
+        let got: Vec<f32> = got.into_data().convert::<f32>().to_vec().unwrap();
+        // Scores are sums of `head_dim` products: compare relative to their scale.
+        let scale = (head_dim as f32).sqrt();
+        let expected: Vec<f32> = expected.iter().map(|x| x / scale).collect();
+        let got: Vec<f32> = got.iter().map(|x| x / scale).collect();
+        assert_close(
+            &format!("child scores, {block_q}/{stride_q} queries, head dim {head_dim}"),
+            &expected,
+            &got,
+            tolerance,
+        );
     }
 }
 
@@ -253,6 +329,10 @@ macro_rules! prefill_kernel_tests {
                 super::hip_matches_reference::<G>(&device(), $tolerance, $exact_matmuls);
             }
             #[test]
+            fn child_scores_match_host_rule() {
+                super::child_scores_match_host::<G>(&device(), $tolerance);
+            }
+            #[test]
             fn counting_order_matches_stable_sort() {
                 super::counting_order_matches_stable_sort::<G>(&device());
             }
@@ -283,4 +363,39 @@ fn cuda_f16_block_attention_matches_host_key_lists() {
 #[test]
 fn cuda_f16_dense_attention_matches_reference() {
     dense_attention_matches_reference::<burn::backend::Cuda<burn::tensor::f16>>(&Default::default(), 2e-2);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_f16_child_scores_match_host_rule() {
+    child_scores_match_host::<burn::backend::Cuda<burn::tensor::f16>>(&Default::default(), 2e-2);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_bf16_child_scores_match_host_rule() {
+    child_scores_match_host::<burn::backend::Cuda<burn::tensor::bf16>>(&Default::default(), 5e-2);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_bf16_dense_attention_matches_reference() {
+    dense_attention_matches_reference::<burn::backend::Cuda<burn::tensor::bf16>>(&Default::default(), 5e-2);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_bf16_block_attention_matches_host_key_lists() {
+    block_attention_matches_key_lists::<burn::backend::Cuda<burn::tensor::bf16>>(&Default::default(), 5e-2);
+}
+
+/// The half-precision tests above run on tensor cores (CUDA only: lavapipe has none).
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_half_precision_prefill_uses_tensor_cores() {
+    use burn::tensor::DType;
+    let device = Default::default();
+    assert!(kernels::prefill_on_tensor_cores::<burn::backend::Cuda>(&device, DType::F16));
+    assert!(kernels::prefill_on_tensor_cores::<burn::backend::Cuda>(&device, DType::BF16));
+    assert!(!kernels::prefill_on_tensor_cores::<burn::backend::Cuda>(&device, DType::F32));
 }

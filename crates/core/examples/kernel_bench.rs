@@ -69,11 +69,11 @@ struct Row {
 
 fn print_rows(title: &str, rows: &[Row], peak: f64) {
     println!("\n{title}");
-    println!("{:<58} {:>10} {:>10} {:>8} {:>7} {:>8}", "case", "ms", "MB moved", "GB/s", "% peak", "speedup");
+    println!("{:<72} {:>10} {:>10} {:>8} {:>7} {:>8}", "case", "ms", "MB moved", "GB/s", "% peak", "speedup");
     for r in rows {
         let bandwidth = r.bytes / r.seconds / 1e9;
         println!(
-            "{:<58} {:>10.3} {:>10.1} {:>8.0} {:>7.1} {:>8.2}",
+            "{:<72} {:>10.3} {:>10.1} {:>8.0} {:>7.1} {:>8.2}",
             r.name,
             r.seconds * 1e3,
             r.bytes / 1e6,
@@ -156,12 +156,18 @@ fn decode(batches: &[usize], kv_heads_list: &[usize], contexts: &[usize], peak: 
                 };
                 let end_to_end = median_time(|| hash_decode(1), reps, 9);
                 let shared = median_time(|| hash_decode(group), reps, 9);
+                // Launches of one step (every kernel of the step is ours: no Burn op runs).
+                let before = kernels::kernel_launches();
+                drop(hash_decode(1));
+                let step_launches = kernels::kernel_launches() - before;
+                let end_to_end_label =
+                    format!("hash end-to-end (per-query-head top-k, {step_launches} launches)");
                 for (label, seconds, bytes) in [
                     ("dense decode (kernel, K/V read once per KV head)", dense, kv_bytes),
-                    ("hash end-to-end (per-query-head top-k)", end_to_end, signature_bytes + per_head_rows),
+                    (end_to_end_label.as_str(), end_to_end, signature_bytes + per_head_rows),
                     ("  part: query hash + score + top-k", select_time, signature_bytes),
-                    ("    of which query MLP + sign packing", query_hash_time, 0.0),
-                    ("    of which score + top-k kernel", top_k_time, signature_bytes),
+                    ("    of which query MLP + sign packing (one kernel)", query_hash_time, 0.0),
+                    ("    of which score + top-k (histogram + select kernels)", top_k_time, signature_bytes),
                     ("  part: attend over chosen keys", attend_time, per_head_rows),
                     ("hash end-to-end (top-k shared per KV head)", shared, signature_bytes + shared_rows),
                 ] {
@@ -294,6 +300,11 @@ fn main() {
     let kv_heads = list(&args, "--kv-heads", &[8, 32]);
     let peak = peak_bandwidth(if quick { 22 } else { 29 });
     println!("backend {}, measured bandwidth {peak:.0} GB/s (elementwise pass)", B::name(&device()));
+    let dtype = normal([1, 1, 1, 1]).dtype();
+    println!(
+        "prefill on tensor cores ({dtype:?}): {}",
+        kernels::prefill_on_tensor_cores::<B>(&device(), dtype)
+    );
     if !args.iter().any(|a| a == "--no-decode") {
         decode(&batches, &kv_heads, &contexts, peak);
     }

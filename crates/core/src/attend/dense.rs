@@ -51,8 +51,9 @@ pub fn dense_attention<B: Backend>(
 }
 
 /// Causal attention in a kernel: tiles of queries sharing each K/V read when there are
-/// enough of them to fill a GPU, else one row per KV head (its query heads share the reads)
-/// with the keys split across cubes, as in decoding.
+/// enough of them to fill a GPU (or a whole tensor-core tile of queries: those kernels are
+/// fast enough anyway), else one row per KV head (its query heads share the reads) with the
+/// keys split across cubes, as in decoding.
 fn dense_kernel<B: Backend>(
     q: &Tensor<B, 4>,
     k: &Tensor<B, 4>,
@@ -63,8 +64,12 @@ fn dense_kernel<B: Backend>(
 ) -> Option<AttnOutput<B>> {
     /// Query tiles below which splitting the keys gives more parallelism.
     const ENOUGH_TILES: usize = 512;
+    /// Queries from which the tensor-core kernel takes the tiles.
+    const TENSOR_CORE_QUERIES: usize = 64;
     let tiles = shape.batch * shape.query_heads * shape.query_len.div_ceil(16);
-    if tiles >= ENOUGH_TILES {
+    let tensor_cores = shape.query_len >= TENSOR_CORE_QUERIES
+        && kernels::prefill_on_tensor_cores::<B>(&q.device(), q.dtype());
+    if tiles >= ENOUGH_TILES || tensor_cores {
         let everything = KernelWindow { first_position: positions.offset, sink: 0, window: usize::MAX };
         kernels::block_sparse_attention(q, k, v, None, everything, scale)
     } else {

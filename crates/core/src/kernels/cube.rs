@@ -110,7 +110,15 @@ pub(super) fn signatures_on<B: Backend, R: CubeRuntime>(
         return None;
     }
     let (query, key) = (int_in::<B, R, 4>(query)?, int_in::<B, R, 4>(key)?);
-    Some(int_out::<B, R, 4>(kernels::match_top_k(query, key, group, at.first_position, at.sink, at.window, k)))
+    Some(int_out::<B, R, 4>(kernels::match_top_k(
+        query,
+        key,
+        group,
+        at.first_position,
+        at.sink,
+        at.window,
+        k,
+    )))
 }
 
 pub(super) fn hash_signatures_on<B: Backend, R: CubeRuntime>(
@@ -223,4 +231,9 @@ pub(super) fn child_scores_on<B: Backend, R: CubeRuntime>(
         floor,
     );
     Some(float_out::<B, R, 4>(scores))
+}
+
+pub(super) fn tensor_cores_on<B: Backend, R: CubeRuntime>(device: &B::Device, dtype: DType) -> Option<bool> {
+    let device: &R::Device = (device as &dyn Any).downcast_ref()?;
+    Some(kernels::tensor_core_attention::available(&R::client(device), dtype))
 }

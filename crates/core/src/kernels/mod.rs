@@ -61,6 +61,25 @@ pub fn kernels_active<B: Backend>() -> bool {
     kernel_path::<B>() == KernelPath::CubeCl
 }
 
+/// Kernels launched so far by this crate's CubeCL kernels (Burn's own ops not counted):
+/// read it around a step to count its launches.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub fn kernel_launches() -> u64 {
+    burn_sparse_attn_kernels::launches()
+}
+
+/// Kernels launched so far: none without a CubeCL runtime in the build.
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+pub fn kernel_launches() -> u64 {
+    0
+}
+
+/// Whether prefill attention (dense and block-sparse) of `dtype` runs on tensor cores on
+/// `device` (CUDA, f16 or bf16; see `burn_sparse_attn_kernels::tensor_core_attention`).
+pub fn prefill_on_tensor_cores<B: Backend>(device: &B::Device, dtype: DType) -> bool {
+    on_runtime!(B, tensor_cores_on(device, dtype)).unwrap_or(false)
+}
+
 /// Where the kernels' queries sit and which keys every query sees.
 #[derive(Debug, Clone, Copy)]
 pub struct KernelWindow {
