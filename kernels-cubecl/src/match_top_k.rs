@@ -33,8 +33,9 @@ const TEAMS: usize = UNITS / TEAM;
 const TARGET_CUBES: usize = 4096;
 /// Fewest candidate keys per unit of a chunk.
 const MIN_KEYS_PER_UNIT: usize = 4;
-/// Most histogram bins (`group * bits + 1`).
-pub const MAX_BINS: usize = 1025;
+/// Most histogram bins (`group * bits + 1`): the per-team histograms take `8 * 4 * bins`
+/// bytes of shared memory, within the 32 KiB every runtime offers.
+pub const MAX_BINS: usize = 513;
 
 /// Row geometry shared by the two kernels.
 #[derive(CubeType, CubeLaunch, Clone, Copy)]

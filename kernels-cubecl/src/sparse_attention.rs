@@ -301,23 +301,31 @@ fn combine_kernel<F: Float>(
     }
 }
 
+/// Shared memory a cube may take: what every runtime offers (Mesa's lavapipe has 32 KiB, and
+/// runs nothing when a kernel asks for more).
+const SHARED_BYTES: usize = 32 * 1024;
+
 /// Elements per value vector: the widest of 8, 4, 2, 1 that divides the value row, fits
-/// 16 bytes, keeps `group * width` accumulators per unit within [`MAX_ACCUMULATORS`] and a
-/// team of `value_dim / width` units within a cube; `None` when none does.
-fn value_vector_width(value_dim: usize, group: usize, dtype: DType) -> Option<usize> {
+/// 16 bytes, keeps `group * width` accumulators per unit within [`MAX_ACCUMULATORS`], a
+/// team of `value_dim / width` units within a cube, and the cube's shared memory (queries,
+/// keys, probabilities, merge trees, the teams' sums) within [`SHARED_BYTES`]; `None` when
+/// none does.
+fn value_vector_width(head_dim: usize, value_dim: usize, group: usize, dtype: DType) -> Option<usize> {
     [8usize, 4, 2, 1].into_iter().find(|&w| {
-        value_dim.is_multiple_of(w)
+        let fits = value_dim.is_multiple_of(w)
             && w * dtype.size() <= 16
             && group * w <= MAX_ACCUMULATORS
-            && value_dim / w <= TILE
+            && value_dim / w <= TILE;
+        let teams = if fits { TILE / (value_dim / w) } else { 0 };
+        let shared = 4 * (group * head_dim + TILE + 3 * group * TILE + teams * group * value_dim);
+        fits && shared <= SHARED_BYTES
     })
 }
 
-/// Whether [`sparse_attention`] runs rows of `group` query heads over values of
-/// `value_dim` elements of `dtype` (at most 32 query heads per row; value rows of at most
-/// [`TILE`] 16-byte vectors).
-pub fn supports(value_dim: usize, group: usize, dtype: DType) -> bool {
-    value_vector_width(value_dim, group, dtype).is_some()
+/// Whether [`sparse_attention`] runs rows of `group` query heads over keys of `head_dim`
+/// and values of `value_dim` elements of `dtype` (see [`value_vector_width`]).
+pub fn supports(head_dim: usize, value_dim: usize, group: usize, dtype: DType) -> bool {
+    value_vector_width(head_dim, value_dim, group, dtype).is_some()
 }
 
 /// Causal attention of `q` over each row's [`KeyList`] (check [`supports`] first).
@@ -388,8 +396,8 @@ pub fn sparse_attention<R: CubeRuntime>(
     );
     // Keys are read as vectors of up to 16 bytes (one unit reads a whole key row).
     let width = row_vector_width(head_dim, dtype);
-    let value_width =
-        value_vector_width(value_dim, keys.group, dtype).expect("sparse_attention::supports was checked");
+    let value_width = value_vector_width(head_dim, value_dim, keys.group, dtype)
+        .expect("sparse_attention::supports was checked");
     crate::launches::count();
     partial_kernel::launch::<R>(
         &client,

@@ -170,7 +170,7 @@ pub(super) fn attend_on<B: Backend, R: CubeRuntime>(
         Some(h) => Some(int_in::<B, R, 4>(h)?),
         None => None,
     };
-    if !kernels::sparse_attention::supports(v.dims()[3], group, v.dtype()) {
+    if !kernels::sparse_attention::supports(q.dims()[3], v.dims()[3], group, v.dtype()) {
         return None;
     }
     let keys = kernels::KeyList { sink: at.sink, window: at.window, heavy, group };
