@@ -22,6 +22,7 @@ use burn_cubecl::{
 use cubecl::prelude::*;
 
 use crate::grid::cube_count;
+use crate::key_lists::{entry_key, tile_keys, visible_logit};
 use crate::softmax::{log_sum_exp, no_logit, normalized, rescale, weight, SparseAttentionOutput};
 use crate::tensor_core_attention;
 use crate::vectors::row_vector_width;
@@ -99,20 +100,8 @@ fn block_attention_kernel<F: Float, N: Size>(
     let first_pos = geo.first_position + t0;
     let last_pos = first_pos + real_queries - 1;
 
-    // The tile's key list: sink, then the union of its queries' windows, then the blocks.
-    let sink_n = min(geo.sink, min(last_pos + 1, geo.kv_len));
-    let mut window_start = 0usize;
-    if first_pos + 1 > geo.window {
-        window_start = first_pos + 1 - geo.window;
-    }
-    window_start = max(window_start, geo.sink);
-    let mut window_n = 0usize;
-    if last_pos + 1 > window_start {
-        window_n = last_pos + 1 - window_start;
-    }
-    let block_row =
-        ((b * geo.query_heads + head) * geo.query_blocks + t0 / geo.query_block) * geo.blocks_per_query_block;
-    let entries = sink_n + window_n + geo.blocks_per_query_block * geo.block_size_k;
+    let list = tile_keys(geo, b, head, t0, first_pos, last_pos);
+    let entries = list.entries;
     let kv_head = head / (geo.query_heads / geo.kv_heads);
     let kv_base = (b * geo.kv_heads + kv_head) * geo.kv_len;
     let q_row = (b * geo.query_heads + head) * geo.query_len + t0;
@@ -147,27 +136,7 @@ fn block_attention_kernel<F: Float, N: Size>(
     let mut tile_start = 0usize;
     while tile_start < entries {
         // A unit per key: which key, and from which part of the list.
-        let e = tile_start + unit;
-        let mut key = i32::new(-1);
-        let mut part = u32::new(0);
-        if e < entries {
-            if e < sink_n {
-                key = i32::cast_from(e);
-            } else if e < sink_n + window_n {
-                key = i32::cast_from(window_start + e - sink_n);
-                part = u32::new(1);
-            } else {
-                let h = e - sink_n - window_n;
-                let start = blocks[block_row + h / geo.block_size_k];
-                if start >= 0 {
-                    let candidate = usize::cast_from(start) + h % geo.block_size_k;
-                    if candidate < geo.kv_len {
-                        key = i32::cast_from(candidate);
-                        part = u32::new(2);
-                    }
-                }
-            }
-        }
+        let (key, part) = entry_key(tile_start + unit, list, blocks, geo);
         keys[unit] = key;
 
         #[unroll]
@@ -190,19 +159,10 @@ fn block_attention_kernel<F: Float, N: Size>(
                 }
             }
         }
-        let key_pos = usize::cast_from(max(key, i32::new(0)));
         #[unroll]
         for g in 0..queries {
-            let pos = first_pos + g;
-            let mut logit = no_logit();
-            if key >= 0 && g < real_queries && key_pos <= pos {
-                // Window keys count inside the query's own window, block keys outside it.
-                let inside_window = key_pos + geo.window > pos;
-                if part == 0u32 || (part == 1u32 && inside_window) || (part == 2u32 && !inside_window) {
-                    logit = dots[g];
-                }
-            }
-            probs[g * KEY_TILE + unit] = logit;
+            probs[g * KEY_TILE + unit] =
+                visible_logit(dots[g], key, part, first_pos + g, g < real_queries, geo.window);
         }
         sync_cube();
 

@@ -25,6 +25,7 @@ pub mod child_scores;
 pub mod counting_sort;
 pub mod grid;
 pub mod hash_signatures;
+mod key_lists;
 pub mod launches;
 pub mod match_top_k;
 pub mod pack_signs;

@@ -24,6 +24,7 @@ use cubecl::ir::{ElemType, FloatKind};
 use cubecl::{cmma, prelude::*};
 
 use crate::block_attention::BlockGeometry;
+use crate::key_lists::{entry_key, tile_keys, visible_logit, TileKeys};
 use crate::softmax::{log_sum_exp, no_logit, normalized, rescale, weight};
 
 /// Planes (of 32 units) per cube.
@@ -34,7 +35,7 @@ pub const QUERIES: usize = PLANES * 16;
 pub const KEYS: usize = 32;
 /// Units per plane the kernel is written for.
 pub(crate) const PLANE: usize = 32;
-/// Largest head dimension (the shared tiles take about 64 KB at 128).
+/// Largest head dimension (the shared tiles take about 32 KB at 128).
 const MAX_HEAD_DIM: usize = 128;
 /// Padding of shared rows (elements): rows 256 bytes apart would put every row of a
 /// fragment on the same memory banks.
@@ -72,57 +73,31 @@ pub fn supports(head_dim: usize, value_dim: usize, query_block: Option<usize>) -
         && query_block.is_none_or(|b| b.is_multiple_of(QUERIES))
 }
 
-/// The logit of query `pos` for a key of list part `part` (0 sink, 1 window, 2 block), or
-/// [`no_logit`] where the query's own rule masks it: causal, window keys only inside its
-/// window, block keys only outside it.
+/// A 16x16x16 operand fragment (`A` or `B`) loaded from `slice`, whose rows (or columns,
+/// for a column-major `B`) lie `stride` elements apart.
 #[cube]
-fn masked(logit: f32, key: i32, part: u32, pos: usize, real: bool, window: usize) -> f32 {
-    let mut out = no_logit();
-    let key_pos = usize::cast_from(max(key, i32::new(0)));
-    if key >= 0 && real && key_pos <= pos {
-        let inside_window = key_pos + window > pos;
-        if part == 0u32 || (part == 1u32 && inside_window) || (part == 2u32 && !inside_window) {
-            out = logit;
-        }
-    }
-    out
+pub(crate) fn operand<F: Float, V: CubePrimitive>(
+    slice: &Slice<V>,
+    stride: u32,
+    #[comptime] ident: cmma::MatrixIdent,
+    #[comptime] layout: cmma::MatrixLayout,
+) -> cmma::Matrix<F> {
+    let fragment = unsafe { cmma::Matrix::<F>::uninitialized(ident, 16usize, 16usize, 16usize, layout) };
+    cmma::load(&fragment, slice, stride);
+    fragment
 }
 
-/// The key of entry `e` of a query tile's list and its part (0 sink, 1 window, 2 block);
-/// `-1` past the list's end or for an empty block slot.
+/// A 16x16 f32 accumulator fragment of zeros.
 #[cube]
-#[allow(clippy::too_many_arguments)]
-fn entry_key(
-    e: usize,
-    entries: usize,
-    sink_n: usize,
-    window_n: usize,
-    window_start: usize,
-    blocks: &Tensor<i32>,
-    block_row: usize,
-    geo: BlockGeometry,
-) -> (i32, u32) {
-    let mut key = i32::new(-1);
-    let mut part = u32::new(0);
-    if e < entries {
-        if e < sink_n {
-            key = i32::cast_from(e);
-        } else if e < sink_n + window_n {
-            key = i32::cast_from(window_start + e - sink_n);
-            part = u32::new(1);
-        } else {
-            let h = e - sink_n - window_n;
-            let start = blocks[block_row + h / geo.block_size_k];
-            if start >= 0 {
-                let candidate = usize::cast_from(start) + h % geo.block_size_k;
-                if candidate < geo.kv_len {
-                    key = i32::cast_from(candidate);
-                    part = u32::new(2);
-                }
-            }
-        }
-    }
-    (key, part)
+pub(crate) fn zero_accumulator() -> cmma::Matrix<f32> {
+    cmma::Matrix::<f32>::from_value(
+        cmma::MatrixIdent::Accumulator,
+        16usize,
+        16usize,
+        16usize,
+        cmma::MatrixLayout::Undefined,
+        0.0f32,
+    )
 }
 
 /// This unit's share of the K and V rows of the list entries `first..first + keys`
@@ -136,12 +111,8 @@ fn gather<F: Float, N: Size>(
     rows_v: &mut Array<Vector<F, N>>,
     unit: usize,
     first: usize,
-    entries: usize,
-    sink_n: usize,
-    window_n: usize,
-    window_start: usize,
+    list: TileKeys,
     blocks: &Tensor<i32>,
-    block_row: usize,
     kv_base: usize,
     geo: BlockGeometry,
     #[comptime] row_vectors: usize,
@@ -154,16 +125,7 @@ fn gather<F: Float, N: Size>(
         let mut kx = Vector::new(F::new(0.0));
         let mut vx = Vector::new(F::new(0.0));
         if i < keys * row_vectors {
-            let (key, _part) = entry_key(
-                first + i / row_vectors,
-                entries,
-                sink_n,
-                window_n,
-                window_start,
-                blocks,
-                block_row,
-                geo,
-            );
+            let (key, _part) = entry_key(first + i / row_vectors, list, blocks, geo);
             if key >= 0 {
                 let at = (kv_base + usize::cast_from(key)) * row_vectors + i % row_vectors;
                 kx = k[at];
@@ -212,20 +174,8 @@ pub(crate) fn tensor_core_attention_kernel<F: Float, N: Size>(
     let first_pos = geo.first_position + t0;
     let last_pos = first_pos + real_queries - 1;
 
-    // The tile's key list: sink, then the union of its queries' windows, then the blocks.
-    let sink_n = min(geo.sink, min(last_pos + 1, geo.kv_len));
-    let mut window_start = 0usize;
-    if first_pos + 1 > geo.window {
-        window_start = first_pos + 1 - geo.window;
-    }
-    window_start = max(window_start, geo.sink);
-    let mut window_n = 0usize;
-    if last_pos + 1 > window_start {
-        window_n = last_pos + 1 - window_start;
-    }
-    let block_row =
-        ((b * geo.query_heads + head) * geo.query_blocks + t0 / geo.query_block) * geo.blocks_per_query_block;
-    let entries = sink_n + window_n + geo.blocks_per_query_block * geo.block_size_k;
+    let list = tile_keys(geo, b, head, t0, first_pos, last_pos);
+    let entries = list.entries;
     let kv_head = head / (geo.query_heads / geo.kv_heads);
     let kv_base = (b * geo.kv_heads + kv_head) * geo.kv_len;
     let q_row = (b * geo.query_heads + head) * geo.query_len + t0;
@@ -258,29 +208,14 @@ pub(crate) fn tensor_core_attention_kernel<F: Float, N: Size>(
     let mut out_frags = Sequence::<cmma::Matrix<f32>>::new();
     #[unroll]
     for d in 0..head_dim / 16 {
-        let fragment = unsafe {
-            cmma::Matrix::<F>::uninitialized(
-                cmma::MatrixIdent::A,
-                16usize,
-                16usize,
-                16usize,
-                cmma::MatrixLayout::RowMajor,
-            )
-        };
-        cmma::load(
-            &fragment,
+        let fragment = operand::<F, Vector<F, N>>(
             &tiles.slice(plane_q + d * 16 / width, tiles_len),
             comptime!((head_dim + PAD) as u32),
+            cmma::MatrixIdent::A,
+            cmma::MatrixLayout::RowMajor,
         );
         q_frags.push(fragment);
-        out_frags.push(cmma::Matrix::<f32>::from_value(
-            cmma::MatrixIdent::Accumulator,
-            16usize,
-            16usize,
-            16usize,
-            cmma::MatrixLayout::Undefined,
-            0.0f32,
-        ));
+        out_frags.push(zero_accumulator());
     }
 
     // Two units per query row: row `lane / 2`, columns of half `lane % 2`.
@@ -312,12 +247,8 @@ pub(crate) fn tensor_core_attention_kernel<F: Float, N: Size>(
             &mut rows_v,
             unit,
             tile_start,
-            entries,
-            sink_n,
-            window_n,
-            window_start,
+            list,
             blocks,
-            block_row,
             kv_base,
             geo,
             row_vectors,
@@ -334,8 +265,7 @@ pub(crate) fn tensor_core_attention_kernel<F: Float, N: Size>(
             }
         }
         if unit < keys {
-            let (key, part) =
-                entry_key(tile_start + unit, entries, sink_n, window_n, window_start, blocks, block_row, geo);
+            let (key, part) = entry_key(tile_start + unit, list, blocks, geo);
             entry_keys[unit] = key;
             entry_parts[unit] = part;
         }
@@ -344,29 +274,14 @@ pub(crate) fn tensor_core_attention_kernel<F: Float, N: Size>(
         // Scores of the plane's 16 queries against the tile's keys.
         #[unroll]
         for n in 0..keys / 16 {
-            let s = cmma::Matrix::<f32>::from_value(
-                cmma::MatrixIdent::Accumulator,
-                16usize,
-                16usize,
-                16usize,
-                cmma::MatrixLayout::Undefined,
-                0.0f32,
-            );
+            let s = zero_accumulator();
             #[unroll]
             for d in 0..head_dim / 16 {
-                let key_frag = unsafe {
-                    cmma::Matrix::<F>::uninitialized(
-                        cmma::MatrixIdent::B,
-                        16usize,
-                        16usize,
-                        16usize,
-                        cmma::MatrixLayout::ColMajor,
-                    )
-                };
-                cmma::load(
-                    &key_frag,
+                let key_frag = operand::<F, Vector<F, N>>(
                     &tiles.slice(n * 16 * vstride + d * 16 / width, tiles_len),
                     comptime!((head_dim + PAD) as u32),
+                    cmma::MatrixIdent::B,
+                    cmma::MatrixLayout::ColMajor,
                 );
                 cmma::execute::<F, F, f32, f32>(q_frags.index(d), &key_frag, &s, &s);
             }
@@ -386,8 +301,14 @@ pub(crate) fn tensor_core_attention_kernel<F: Float, N: Size>(
         #[unroll]
         for c in 0..keys / 2 {
             let j = half * (keys / 2) + c;
-            let logit =
-                masked(scores[row_base + c] * scale, entry_keys[j], entry_parts[j], pos, real, geo.window);
+            let logit = visible_logit(
+                scores[row_base + c] * scale,
+                entry_keys[j],
+                entry_parts[j],
+                pos,
+                real,
+                geo.window,
+            );
             scores[row_base + c] = logit;
             tile_max = max(tile_max, logit);
         }
@@ -447,19 +368,11 @@ pub(crate) fn tensor_core_attention_kernel<F: Float, N: Size>(
             );
             #[unroll]
             for n in 0..head_dim / 16 {
-                let value_frag = unsafe {
-                    cmma::Matrix::<F>::uninitialized(
-                        cmma::MatrixIdent::B,
-                        16usize,
-                        16usize,
-                        16usize,
-                        cmma::MatrixLayout::RowMajor,
-                    )
-                };
-                cmma::load(
-                    &value_frag,
+                let value_frag = operand::<F, Vector<F, N>>(
                     &tiles.slice(v_start + kk * 16 * vstride + n * 16 / width, tiles_len),
                     comptime!((head_dim + PAD) as u32),
+                    cmma::MatrixIdent::B,
+                    cmma::MatrixLayout::RowMajor,
                 );
                 cmma::execute::<F, F, f32, f32>(&p_frag, &value_frag, out_frags.index(n), out_frags.index(n));
             }

@@ -10,7 +10,7 @@
 use cubecl::{cmma, prelude::*};
 
 use crate::child_scores::ChildGeometry;
-use crate::tensor_core_attention::PLANE;
+use crate::tensor_core_attention::{operand, zero_accumulator, PLANE};
 
 /// Keys per step.
 pub const KEYS: usize = 64;
@@ -85,19 +85,11 @@ pub(crate) fn tensor_core_child_scores_kernel<F: Float, N: Size>(
     let mut q_frags = Sequence::<cmma::Matrix<F>>::new();
     #[unroll]
     for d in 0..head_dim / 16 {
-        let fragment = unsafe {
-            cmma::Matrix::<F>::uninitialized(
-                cmma::MatrixIdent::A,
-                16usize,
-                16usize,
-                16usize,
-                cmma::MatrixLayout::RowMajor,
-            )
-        };
-        cmma::load(
-            &fragment,
+        let fragment = operand::<F, Vector<F, N>>(
             &tiles.slice(plane * 16 * vstride + d * 16 / width, tiles_len),
             comptime!((head_dim + PAD) as u32),
+            cmma::MatrixIdent::A,
+            cmma::MatrixLayout::RowMajor,
         );
         q_frags.push(fragment);
     }
@@ -127,29 +119,14 @@ pub(crate) fn tensor_core_child_scores_kernel<F: Float, N: Size>(
         sync_cube();
         #[unroll]
         for n in 0..KEYS / 16 {
-            let s = cmma::Matrix::<f32>::from_value(
-                cmma::MatrixIdent::Accumulator,
-                16usize,
-                16usize,
-                16usize,
-                cmma::MatrixLayout::Undefined,
-                0.0f32,
-            );
+            let s = zero_accumulator();
             #[unroll]
             for d in 0..head_dim / 16 {
-                let key_frag = unsafe {
-                    cmma::Matrix::<F>::uninitialized(
-                        cmma::MatrixIdent::B,
-                        16usize,
-                        16usize,
-                        16usize,
-                        cmma::MatrixLayout::ColMajor,
-                    )
-                };
-                cmma::load(
-                    &key_frag,
+                let key_frag = operand::<F, Vector<F, N>>(
                     &tiles.slice(n * 16 * vstride + d * 16 / width, tiles_len),
                     comptime!((head_dim + PAD) as u32),
+                    cmma::MatrixIdent::B,
+                    cmma::MatrixLayout::ColMajor,
                 );
                 cmma::execute::<F, F, f32, f32>(q_frags.index(d), &key_frag, &s, &s);
             }
