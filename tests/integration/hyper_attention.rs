@@ -189,6 +189,40 @@ fn no_query_sees_a_future_key() {
 }
 
 #[test]
+fn an_exact_sink_is_attended_exactly_and_leaves_the_rest_to_the_estimate() {
+    let dims =
+        Dims { batch: 1, query_heads: 4, kv_heads: 2, query_len: 61, kv_len: 61, head_dim: 8, value_dim: 3 };
+    let (q, k, v) = dims.qkv(17);
+    let exact = dense_attention(q.clone(), k.clone(), v.clone(), &AttnOptions::causal()).unwrap();
+    let with_sink = |sink: usize| {
+        let method = HyperAttentionConfig::new(8)
+            .with_block_size(4)
+            .with_sample_size(4)
+            .with_min_seq_len(48)
+            .with_exact_sink(sink)
+            .init::<B>(&device())
+            .unwrap();
+        method.prefill(q.clone(), k.clone(), v.clone(), &mut KvCache::new()).unwrap()
+    };
+    // 61 tokens past a min_seq_len of 48 are estimated; after a sink of 13 the 48 left are exact.
+    assert!(max_abs_diff(with_sink(0).output, exact.output.clone()) > 1e-2);
+    for sink in [13, 20, 61, 100] {
+        let out = with_sink(sink);
+        assert!(max_abs_diff(out.output, exact.output.clone()) < 1e-4, "sink {sink}");
+        assert!(max_abs_diff(out.lse, exact.lse.clone()) < 1e-4, "sink {sink}");
+    }
+    // A sink too small to make the rest exact still sees no future key.
+    let n = 201;
+    let positions: Vec<f32> = (0..4 * n).map(|r| (r % n) as f32).collect();
+    let (q, k) = (randn([1, 4, n, 8], 11), randn([1, 4, n, 8], 12));
+    let method = HyperAttentionConfig::new(8).with_block_size(8).with_min_seq_len(16).with_exact_sink(5);
+    let out = method.init::<B>(&device()).unwrap().forward(q, k, tensor(positions, [1, 4, n, 1])).unwrap();
+    for (r, x) in to_vec(out.output).into_iter().enumerate() {
+        assert!(x <= (r % n) as f32 + 1e-3, "query {} averaged position {x}", r % n);
+    }
+}
+
+#[test]
 fn gradients_equal_dense_gradients_where_the_approximation_is_exact() {
     type AB = burn::backend::Autodiff<B>;
     let dims =

@@ -1,6 +1,8 @@
 //! The demo: every method on a long passage of a book, against dense attention.
 
-use burn_sparse_attn_model::eval::{perplexity_sweep, KeyBudget, MethodKind, PerplexitySweep, Protocol};
+use burn_sparse_attn_model::eval::{
+    perplexity_sweep, KeyBudget, MethodKind, PerplexitySweep, Preset, Protocol,
+};
 
 use crate::setup::{Error, HashOptions, Source};
 use crate::{backend, checks};
@@ -64,6 +66,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         hash_mappings: hash_mappings.clone(),
         shared_selection: args.hash.shared_selection,
         protocol: Protocol::SparsePrefill,
+        presets: vec![Preset::EqualBudget],
     };
     let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |r| {
         println!(

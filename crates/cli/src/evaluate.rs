@@ -1,11 +1,13 @@
-//! `bsa eval`: perplexity, passkey retrieval and attention fidelity for every method at
-//! several sparsities, against dense; tables on the terminal, JSON and SVG plots in `--out`.
+//! `bsa eval`: perplexity, retrieval tasks and attention fidelity for every method at
+//! several sparsities (or as its authors deploy it), against dense, under either protocol;
+//! tables on the terminal, JSON and SVG plots in `--out`.
 
 use std::path::PathBuf;
 
 use burn_sparse_attn_model::eval::{
-    attention_fidelity, passkey_sweep, perplexity_sweep, FidelityRow, FidelitySweep, MethodKind, PasskeyRow,
-    PasskeySweep, PerplexityRow, PerplexitySweep, Protocol,
+    attention_fidelity, perplexity_sweep, retrieval_sweep, FidelityRow, FidelitySweep, Haystack, MethodKind,
+    PerplexityRow, PerplexitySweep, Preset, Protocol, RetrievalRow, RetrievalSweep, RetrievalTask,
+    SweepOptions,
 };
 use burn_sparse_attn_model::Llama;
 use serde::Serialize;
@@ -21,38 +23,54 @@ pub struct EvalArgs {
     #[command(flatten)]
     source: Source,
     /// Which evaluations to run.
-    #[arg(long, value_delimiter = ',', default_value = "perplexity,passkey,fidelity")]
+    #[arg(long, value_delimiter = ',', default_value = "perplexity,retrieval,fidelity")]
     tasks: Vec<Task>,
     /// Sparse methods to compare with dense (`bsa methods` lists them; default: all).
     #[arg(long, value_delimiter = ',', default_values_t = MethodKind::sparse())]
     methods: Vec<MethodKind>,
-    /// Sparsity factors (8 attends to an eighth of the keys).
+    /// Sparsity factors (8 attends to an eighth of the keys) of the equal-budget preset.
     #[arg(long, value_delimiter = ',', default_value = "4,8,16")]
     sparsities: Vec<f64>,
+    /// How the methods are configured: `equal-budget` (every method at each sparsity, sink 16
+    /// and window 64 plus chosen keys), `as-deployed` (HyperAttention and HiP as their authors run
+    /// them, once per context), `as-deployed-exact-sink` (HyperAttention as deployed with its
+    /// first 16 keys exact).
+    #[arg(long, value_delimiter = ',', default_value = "equal-budget", value_parser = parse_preset)]
+    presets: Vec<Preset>,
     /// Contexts (tokens) of the perplexity passages.
     #[arg(long, value_delimiter = ',', default_value = "1024,2048")]
     contexts: Vec<usize>,
-    /// How the perplexity passages are run: `prefill` (every token through the method, the
-    /// second half scored) or `decode` (a dense prefill, then the last `--decode-tokens`
-    /// tokens decoded one step at a time with the method and scored).
+    /// How passages and prompts meet the method: `prefill` (every token through the method;
+    /// perplexity scores the second half) or `decode` (a dense prefill, then the last
+    /// `--decode-tokens` tokens of a passage, or a retrieval prompt's question and answer,
+    /// decoded one step at a time with the method).
     #[arg(long, default_value = "prefill")]
     protocol: ProtocolArg,
     /// Tokens decoded and scored per passage with `--protocol decode`.
     #[arg(long, default_value_t = 256)]
     decode_tokens: usize,
-    /// Contexts (tokens) of the passkey prompts.
-    #[arg(long, value_delimiter = ',', default_value = "512,1024")]
-    passkey_contexts: Vec<usize>,
-    /// Needle depths of the passkey prompts (0 = start, 1 = end).
+    /// Retrieval tasks: `passkey` (a number in repeated filler), `multi-key` (four needles,
+    /// one asked), `multi-value` (four values of one key, all asked), `distractors` (the
+    /// needle among needles of other keys).
+    #[arg(long, value_delimiter = ',', default_value = "passkey,multi-key,multi-value,distractors", value_parser = parse_task)]
+    retrieval_tasks: Vec<RetrievalTask>,
+    /// Contexts (tokens) of the retrieval prompts.
+    #[arg(long, value_delimiter = ',', default_value = "512,1024", alias = "passkey-contexts")]
+    retrieval_contexts: Vec<usize>,
+    /// Depths of the asked needle (0 = start of the filler, 1 = end).
     #[arg(long, value_delimiter = ',', default_value = "0.1,0.5,0.9")]
     depths: Vec<f64>,
-    /// Passkeys per context and depth.
+    /// Prompts per task, context and depth.
     #[arg(long, default_value_t = 2)]
     trials: usize,
+    /// Books whose sentences fill the multi-key and multi-value prompts (default: the text of
+    /// `--text`, or the built-in book).
+    #[arg(long, value_delimiter = ',')]
+    haystack: Vec<PathBuf>,
     /// Context (tokens) of the fidelity measurement.
     #[arg(long, default_value_t = 1024)]
     fidelity_context: usize,
-    /// Layers kept dense in every method (perplexity and passkey).
+    /// Layers kept dense by the equal-budget preset (perplexity and retrieval).
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     dense_layers: Vec<usize>,
     #[command(flatten)]
@@ -85,8 +103,9 @@ impl EvalArgs {
 enum Task {
     /// Perplexity of long text.
     Perplexity,
-    /// Passkey retrieval.
-    Passkey,
+    /// Retrieval tasks (`--retrieval-tasks`; `passkey` is the old name).
+    #[value(alias = "passkey")]
+    Retrieval,
     /// Per-layer attention fidelity.
     Fidelity,
 }
@@ -99,8 +118,9 @@ struct Results {
     text: String,
     hash_mappings: Option<String>,
     shared_selection: bool,
+    haystack: Vec<String>,
     perplexity: Vec<PerplexityRow>,
-    passkey: Vec<PasskeyRow>,
+    retrieval: Vec<RetrievalRow>,
     fidelity: Vec<FidelityRow>,
 }
 
@@ -133,6 +153,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             hash_mappings: hash_mappings.clone(),
             shared_selection: args.hash.shared_selection,
             protocol: args.protocol(),
+            presets: args.presets.clone(),
         };
         let longest = args.contexts.iter().copied().max().unwrap_or(0);
         let tokens = args.source.passage(&tokenizer, longest)?;
@@ -145,30 +166,42 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
         save(&args, &results)?;
         plot_perplexity(&args, &results.perplexity)?;
     }
-    if args.tasks.contains(&Task::Passkey) {
-        let sweep = PasskeySweep {
-            contexts: args.passkey_contexts.clone(),
+    if args.tasks.contains(&Task::Retrieval) {
+        let sweep = RetrievalSweep {
+            tasks: args.retrieval_tasks.clone(),
+            contexts: args.retrieval_contexts.clone(),
             depths: args.depths.clone(),
             sparsities: args.sparsities.clone(),
             methods: args.methods.clone(),
+            presets: args.presets.clone(),
             trials: args.trials,
-            dense_layers: args.dense_layers.clone(),
-            hash_mappings: hash_mappings.clone(),
-            shared_selection: args.hash.shared_selection,
+            options: SweepOptions {
+                dense_layers: args.dense_layers.clone(),
+                hash_mappings: hash_mappings.clone(),
+                shared_selection: args.hash.shared_selection,
+            },
+            protocol: args.protocol(),
             seed: 7,
         };
-        burn_sparse_attn_model::eval::retrieval::check_contexts(&tokenizer, &sweep.contexts)?;
-        let mut progress = Progress::new("passkey", sweep.rows());
-        results.passkey = passkey_sweep(&mut model, &tokenizer, &sweep, &device, |r| {
+        let (haystack, names) = haystack(&args)?;
+        results.haystack = names;
+        sweep.check(&tokenizer, Some(&haystack))?;
+        let mut progress = Progress::new("retrieval", sweep.rows());
+        results.retrieval = retrieval_sweep(&mut model, &tokenizer, Some(&haystack), &sweep, &device, |r| {
             progress.step(format!(
-                "{} x{} at {} depth {}: {}/{}",
-                r.method, r.sparsity, r.context, r.depth, r.found, r.trials
+                "{} {} at {} depth {}: {}/{}",
+                r.task,
+                label(r.method, r.preset, r.sparsity),
+                r.context,
+                r.depth,
+                r.found,
+                r.trials
             ))
         })?;
         drop(progress);
-        print_passkey(&results.passkey, &args.depths);
+        print_retrieval(&results.retrieval, &args.depths);
         save(&args, &results)?;
-        plot_passkey(&args, &results.passkey)?;
+        plot_retrieval(&args, &results.retrieval)?;
     }
     if args.tasks.contains(&Task::Fidelity) {
         let sweep = FidelitySweep {
@@ -203,6 +236,12 @@ fn check_args(args: &EvalArgs) -> Result<(), Error> {
     checks::sparsities("--sparsities", &args.sparsities)?;
     args.source.check_text()?;
     checks::in_range("--depths", &args.depths, 0.0, 1.0)?;
+    if args.presets.is_empty() {
+        return Err("--presets: give at least one preset".into());
+    }
+    for path in &args.haystack {
+        checks::input_file("--haystack", path)?;
+    }
     checks::positive("--trials", &[args.trials])?;
     checks::output_dir("--out", &args.out)
 }
@@ -217,8 +256,8 @@ fn check_against_model(args: &EvalArgs, model: &Llama<crate::backend::Backend>) 
             args.protocol().score_from(passage).map_err(|e| format!("--decode-tokens: {e}"))?;
         }
     }
-    if runs(Task::Passkey) {
-        checks::token_counts("--passkey-contexts", &args.passkey_contexts, context)?;
+    if runs(Task::Retrieval) {
+        checks::token_counts("--retrieval-contexts", &args.retrieval_contexts, context)?;
     }
     if runs(Task::Fidelity) {
         checks::token_counts("--fidelity-context", &[args.fidelity_context], context)?;
@@ -233,6 +272,41 @@ fn save(args: &EvalArgs, results: &Results) -> Result<(), Error> {
     Ok(())
 }
 
+/// The books of `--haystack` (or the evaluated text) and their names.
+fn haystack(args: &EvalArgs) -> Result<(Haystack, Vec<String>), Error> {
+    if args.haystack.is_empty() {
+        let text = match &args.source.text {
+            Some(path) => checks::read_text(path)?,
+            None => crate::setup::DEFAULT_TEXT.to_string(),
+        };
+        return Ok((Haystack::from_texts(&[text])?, vec![args.source.text_name()]));
+    }
+    let texts = args.haystack.iter().map(|p| checks::read_text(p)).collect::<Result<Vec<_>, _>>()?;
+    let names = args.haystack.iter().map(|p| p.display().to_string()).collect();
+    Ok((Haystack::from_texts(&texts)?, names))
+}
+
+fn parse_preset(s: &str) -> Result<Preset, String> {
+    s.parse().map_err(|e: burn_sparse_attn_model::ModelError| e.to_string())
+}
+
+fn parse_task(s: &str) -> Result<RetrievalTask, String> {
+    s.parse().map_err(|e: burn_sparse_attn_model::ModelError| e.to_string())
+}
+
+/// A run's name in tables and legends: the method, with its preset unless equal-budget.
+fn series_name(method: MethodKind, preset: Preset) -> String {
+    match preset {
+        Preset::EqualBudget => method.name().to_string(),
+        preset => format!("{} ({})", method.name(), preset.name()),
+    }
+}
+
+/// A run's name with its sparsity, for progress lines.
+fn label(method: MethodKind, preset: Preset, sparsity: f64) -> String {
+    format!("{} x{sparsity:.1}", series_name(method, preset))
+}
+
 fn print_perplexity(rows: &[PerplexityRow]) {
     let scored = match rows.first().map(|r| r.protocol) {
         Some(Protocol::DensePrefillSparseDecode { decoded }) => {
@@ -244,15 +318,15 @@ fn print_perplexity(rows: &[PerplexityRow]) {
     };
     println!("\nPerplexity of {scored} (agreement = argmax equal to dense's)");
     println!(
-        "{:<14} {:>8} {:>9} {:>6} {:>11} {:>10} {:>9}",
+        "{:<34} {:>8} {:>9} {:>6} {:>11} {:>10} {:>9}",
         "method", "context", "sparsity", "keys", "perplexity", "agreement", "seconds"
     );
     for r in rows {
         println!(
-            "{:<14} {:>8} {:>9} {:>6} {:>11.3} {:>10.3} {:>9.1}",
-            r.method.name(),
+            "{:<34} {:>8} {:>9} {:>6} {:>11.3} {:>10.3} {:>9.1}",
+            series_name(r.method, r.preset),
             r.context,
-            format!("{}x", r.sparsity),
+            format!("{:.1}x", r.sparsity),
             r.keys_per_query,
             r.perplexity,
             r.agreement_with_dense,
@@ -261,28 +335,52 @@ fn print_perplexity(rows: &[PerplexityRow]) {
     }
 }
 
-fn print_passkey(rows: &[PasskeyRow], depths: &[f64]) {
-    println!("\nPasskey retrieval: passkeys found / asked, per needle depth");
-    let header: String = depths.iter().map(|d| format!("{:>9}", format!("d={d}"))).collect();
-    println!("{:<14} {:>8} {:>9}{header} {:>9}", "method", "context", "sparsity", "accuracy");
-    let mut contexts: Vec<usize> = rows.iter().map(|r| r.context).collect();
-    contexts.dedup();
-    for context in contexts {
-        let in_context = || rows.iter().filter(move |r| r.context == context);
-        for (method, sparsity) in settings(in_context().map(|r| (r.method, r.sparsity))) {
-            let group: Vec<&PasskeyRow> =
-                in_context().filter(|r| r.method == method && r.sparsity == sparsity).collect();
-            let cells: String =
-                group.iter().map(|g| format!("{:>9}", format!("{}/{}", g.found, g.trials))).collect();
-            let (found, trials) = group.iter().fold((0, 0), |(f, t), r| (f + r.found, t + r.trials));
-            let accuracy = found as f64 / trials as f64;
-            println!(
-                "{:<14} {context:>8} {:>9}{cells} {accuracy:>9.2}",
-                method.name(),
-                format!("{sparsity}x")
-            );
+fn print_retrieval(rows: &[RetrievalRow], depths: &[f64]) {
+    let protocol = match rows.first().map(|r| r.protocol) {
+        Some(Protocol::DensePrefillSparseDecode { .. }) => {
+            "dense prefill of the context, question and answer decoded"
+        }
+        _ => "the whole prompt prefilled with the method",
+    };
+    println!("\nRetrieval ({protocol}): prompts answered / asked, per needle depth");
+    let header: String = depths.iter().map(|d| format!("{:>7}", format!("d={d}"))).collect();
+    println!(
+        "{:<12} {:<34} {:>8} {:>9} {:>6}{header} {:>9}",
+        "task", "method", "context", "sparsity", "keys", "accuracy"
+    );
+    for group in groups(rows, |r| (r.task, r.context, r.method, r.preset, r.sparsity.to_bits())) {
+        let r = group[0];
+        let cells: String =
+            group.iter().map(|g| format!("{:>7}", format!("{}/{}", g.found, g.trials))).collect();
+        println!(
+            "{:<12} {:<34} {:>8} {:>9} {:>6}{cells} {:>9.2}",
+            r.task.name(),
+            series_name(r.method, r.preset),
+            r.context,
+            format!("{:.1}x", r.sparsity),
+            r.keys_per_query,
+            accuracy(&group)
+        );
+    }
+}
+
+/// Found over asked, across `rows`.
+fn accuracy(rows: &[&RetrievalRow]) -> f64 {
+    let (found, trials) = rows.iter().fold((0, 0), |(f, t), r| (f + r.found, t + r.trials));
+    found as f64 / trials.max(1) as f64
+}
+
+/// `rows` grouped by `key`, groups in first-seen order.
+fn groups<R, K: PartialEq>(rows: &[R], key: impl Fn(&R) -> K) -> Vec<Vec<&R>> {
+    let mut out: Vec<(K, Vec<&R>)> = Vec::new();
+    for row in rows {
+        let k = key(row);
+        match out.iter_mut().find(|(seen, _)| *seen == k) {
+            Some((_, group)) => group.push(row),
+            None => out.push((k, vec![row])),
         }
     }
+    out.into_iter().map(|(_, group)| group).collect()
 }
 
 fn print_fidelity(rows: &[FidelityRow]) {
@@ -293,9 +391,8 @@ fn print_fidelity(rows: &[FidelityRow]) {
         "{:<14} {:>9} {:>6} {:>12} {:>16} {:>11} {:>16}",
         "method", "sparsity", "keys", "mass recall", "worst (layer)", "rel. error", "worst (layer)"
     );
-    for (method, sparsity) in settings(rows.iter().map(|r| (r.method, r.sparsity))) {
-        let group: Vec<&FidelityRow> =
-            rows.iter().filter(|r| r.method == method && r.sparsity == sparsity).collect();
+    for group in groups(rows, |r| (r.method, r.sparsity.to_bits())) {
+        let (method, sparsity) = (group[0].method, group[0].sparsity);
         let mean = |f: &dyn Fn(&FidelityRow) -> Option<f64>| {
             let v: Vec<f64> = group.iter().filter_map(|r| f(r)).collect();
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
@@ -321,32 +418,17 @@ fn print_fidelity(rows: &[FidelityRow]) {
     }
 }
 
-/// The distinct `(method, sparsity)` pairs of `items`, in first-seen order.
-fn settings(items: impl Iterator<Item = (MethodKind, f64)>) -> Vec<(MethodKind, f64)> {
-    let mut seen: Vec<(MethodKind, f64)> = Vec::new();
-    for item in items {
-        if !seen.contains(&item) {
-            seen.push(item);
-        }
-    }
-    seen
-}
-
-/// A line per method of `y` against sparsity, for rows of one panel; dense is flat.
-fn lines_by_sparsity<R>(
-    rows: &[&R],
-    sparsities: &[f64],
-    key: impl Fn(&R) -> (MethodKind, f64, f64),
-) -> Vec<Series> {
+/// A line per run of `y` against sparsity, for points `(method, preset, sparsity, y)` of one
+/// panel; dense is flat across `sparsities`.
+fn lines_by_sparsity(points: &[(MethodKind, Preset, f64, f64)], sparsities: &[f64]) -> Vec<Series> {
     let mut series: Vec<Series> = Vec::new();
-    for r in rows {
-        let (method, sparsity, y) = key(r);
+    for &(method, preset, sparsity, y) in points {
         let points: Vec<(f64, f64)> = if method == MethodKind::Dense {
             sparsities.iter().map(|&s| (s, y)).collect()
         } else {
             vec![(sparsity, y)]
         };
-        add_points(&mut series, method, points);
+        add_points(&mut series, &series_name(method, preset), method, points);
     }
     series
 }
@@ -356,38 +438,39 @@ fn plot_perplexity(args: &EvalArgs, rows: &[PerplexityRow]) -> Result<(), Error>
         .contexts
         .iter()
         .map(|&c| {
-            let rows: Vec<&PerplexityRow> = rows.iter().filter(|r| r.context == c).collect();
-            let series = lines_by_sparsity(&rows, &args.sparsities, |r| (r.method, r.sparsity, r.perplexity));
-            Panel { title: format!("perplexity, {c} tokens"), series }
+            let points: Vec<_> = rows
+                .iter()
+                .filter(|r| r.context == c)
+                .map(|r| (r.method, r.preset, r.sparsity, r.perplexity))
+                .collect();
+            Panel {
+                title: format!("perplexity, {c} tokens"),
+                series: lines_by_sparsity(&points, &args.sparsities),
+            }
         })
         .collect::<Vec<_>>();
     let axes = Axes { x: "sparsity (keys skipped : kept)", y: "perplexity", log_x: true };
     plot::draw(&args.out.join("perplexity.svg"), &axes, &panels)
 }
 
-fn plot_passkey(args: &EvalArgs, rows: &[PasskeyRow]) -> Result<(), Error> {
-    let panels = args
-        .passkey_contexts
-        .iter()
-        .map(|&c| {
-            let mut mean: Vec<(MethodKind, f64, f64)> = Vec::new();
-            for (method, sparsity) in
-                settings(rows.iter().filter(|r| r.context == c).map(|r| (r.method, r.sparsity)))
-            {
-                let group =
-                    rows.iter().filter(|r| r.context == c && r.method == method && r.sparsity == sparsity);
-                let (found, trials) = group.fold((0, 0), |(f, t), r| (f + r.found, t + r.trials));
-                mean.push((method, sparsity, found as f64 / trials as f64));
-            }
-            let refs: Vec<&(MethodKind, f64, f64)> = mean.iter().collect();
-            Panel {
-                title: format!("passkey, {c} tokens"),
-                series: lines_by_sparsity(&refs, &args.sparsities, |r| *r),
-            }
-        })
-        .collect::<Vec<_>>();
+fn plot_retrieval(args: &EvalArgs, rows: &[RetrievalRow]) -> Result<(), Error> {
+    let mut panels = Vec::new();
+    for task_rows in groups(rows, |r| (r.task, r.context)) {
+        let (task, context) = (task_rows[0].task, task_rows[0].context);
+        let points: Vec<_> = groups(&task_rows, |r| (r.method, r.preset, r.sparsity.to_bits()))
+            .into_iter()
+            .map(|g| {
+                let group: Vec<&RetrievalRow> = g.into_iter().copied().collect();
+                (group[0].method, group[0].preset, group[0].sparsity, accuracy(&group))
+            })
+            .collect();
+        panels.push(Panel {
+            title: format!("{task}, {context} tokens"),
+            series: lines_by_sparsity(&points, &args.sparsities),
+        });
+    }
     let axes = Axes { x: "sparsity (keys skipped : kept)", y: "accuracy (all depths)", log_x: true };
-    plot::draw(&args.out.join("passkey.svg"), &axes, &panels)
+    plot::draw(&args.out.join("retrieval.svg"), &axes, &panels)
 }
 
 fn plot_fidelity(args: &EvalArgs, rows: &[FidelityRow]) -> Result<(), Error> {
@@ -398,7 +481,7 @@ fn plot_fidelity(args: &EvalArgs, rows: &[FidelityRow]) -> Result<(), Error> {
             let mut series: Vec<Series> = Vec::new();
             for r in rows.iter().filter(|r| r.sparsity == s) {
                 let Some(recall) = r.mass_recall else { continue };
-                add_points(&mut series, r.method, vec![(r.layer as f64, recall)]);
+                add_points(&mut series, r.method.name(), r.method, vec![(r.layer as f64, recall)]);
             }
             Panel { title: format!("attention mass recall, {s}x sparsity"), series }
         })
@@ -407,11 +490,15 @@ fn plot_fidelity(args: &EvalArgs, rows: &[FidelityRow]) -> Result<(), Error> {
     plot::draw(&args.out.join("fidelity.svg"), &axes, &panels)
 }
 
-/// Appends `points` to `method`'s line in `series`, starting the line when it is new.
-fn add_points(series: &mut Vec<Series>, method: MethodKind, points: Vec<(f64, f64)>) {
-    match series.iter_mut().find(|s| s.name == method.name()) {
-        Some(s) => s.points.extend(points),
-        None => series.push(Series { name: method.name().to_string(), color: color(method), points }),
+/// Appends `points` to the line `name` (of `method`'s color) in `series`, starting the line
+/// when it is new; points stay in x order.
+fn add_points(series: &mut Vec<Series>, name: &str, method: MethodKind, points: Vec<(f64, f64)>) {
+    match series.iter_mut().find(|s| s.name == name) {
+        Some(s) => {
+            s.points.extend(points);
+            s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        None => series.push(Series { name: name.to_string(), color: color(method), points }),
     }
 }
 

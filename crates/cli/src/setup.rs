@@ -25,7 +25,7 @@ const CHECKOUT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const DEFAULT_MAPPINGS: &[u8] = include_bytes!("../../../assets/hash/smollm2-135m.safetensors");
 
 /// The default text: Pride and Prejudice (public domain, Project Gutenberg #1342).
-const DEFAULT_TEXT: &str = include_str!("../../../assets/text/pride-and-prejudice.txt");
+pub const DEFAULT_TEXT: &str = include_str!("../../../assets/text/pride-and-prejudice.txt");
 
 /// Downloads the default model (scripts/get_model.sh), run with the target path.
 const GET_MODEL_SCRIPT: &str = include_str!("../../../scripts/get_model.sh");

@@ -8,7 +8,9 @@ use std::time::Instant;
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend as _;
 use burn_sparse_attn_core::{HashMappingConfig, HashMappingsConfig};
-use burn_sparse_attn_model::eval::{perplexity_sweep, MethodKind, PerplexityRow, PerplexitySweep, Protocol};
+use burn_sparse_attn_model::eval::{
+    perplexity_sweep, MethodKind, PerplexityRow, PerplexitySweep, Preset, Protocol,
+};
 use burn_sparse_attn_train::evaluate::{recall_by_sparsity, RecallRow};
 use burn_sparse_attn_train::labels::LabelConfig;
 use burn_sparse_attn_train::{capture_qk, train_hash_mappings, CapturedQk, HashTrainingConfig};
@@ -172,6 +174,7 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
             hash_mappings,
             shared_selection: false,
             protocol: Protocol::SparsePrefill,
+            presets: vec![Preset::EqualBudget],
         };
         let mut progress = Progress::new("perplexity", 2 + 3 * args.sparsities.len());
         let mut step =

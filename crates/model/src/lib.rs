@@ -6,13 +6,13 @@ pub mod eval;
 pub mod generate;
 pub mod gguf;
 pub mod llama;
-pub mod passkey;
 pub mod tokenizer;
 
 pub use error::{ModelError, ModelResult};
 pub use generate::{
-    ChatMessage, ChatTemplate, Generation, GenerationConfig, SamplingConfig, StopReason, TextStream,
+    ChatMessage, ChatTemplate, Generation, GenerationConfig, PromptFeed, SamplingConfig, StopReason,
+    TextStream,
 };
 pub use gguf::GgufFile;
-pub use llama::{AttentionInputs, AttentionPlan, Llama, LlamaConfig};
+pub use llama::{AttentionInputs, AttentionPlan, LayerMethod, Llama, LlamaConfig};
 pub use tokenizer::GgufTokenizer;

@@ -5,7 +5,7 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use burn_sparse_attn_core::{dense_attention, AttentionMethod, AttnOptions, KvCache};
 use serde::Serialize;
 
-use super::suite::{method_config, settings, KeyBudget, MethodKind};
+use super::suite::{method_config, settings, KeyBudget, MethodKind, Preset};
 use crate::error::{ModelError, ModelResult};
 use crate::llama::{layer_attention, AttentionInputs, AttentionPlan, Llama};
 
@@ -30,7 +30,7 @@ pub struct FidelitySweep {
 impl FidelitySweep {
     /// Rows per layer.
     pub fn rows_per_layer(&self) -> usize {
-        settings(&self.methods, &self.sparsities).len() - 1
+        settings(&self.methods, &self.sparsities, &[Preset::EqualBudget]).len() - 1
     }
 }
 
@@ -74,7 +74,8 @@ pub fn attention_fidelity<B: Backend>(
     model.set_attention(&AttentionPlan::dense(), device)?;
     let trained = model.load_hash_mappings(sweep.hash_mappings.as_deref(), device)?;
     let mut runs = Vec::new();
-    for (method, sparsity) in settings(&sweep.methods, &sweep.sparsities).into_iter().skip(1) {
+    for setting in settings(&sweep.methods, &sweep.sparsities, &[Preset::EqualBudget]).into_iter().skip(1) {
+        let (method, sparsity) = (setting.method, setting.sparsity);
         let budget = KeyBudget::new(context, sparsity)?;
         runs.push((
             method,

@@ -5,7 +5,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::score::{Protocol, SequenceScore};
-use super::suite::{plan, settings, KeyBudget, MethodKind};
+use super::suite::{settings, MethodKind, Preset, SweepOptions};
 use crate::error::{ModelError, ModelResult};
 use crate::llama::Llama;
 use burn::tensor::backend::Backend;
@@ -29,12 +29,23 @@ pub struct PerplexitySweep {
     pub shared_selection: bool,
     /// How each passage is run and which of its tokens are scored.
     pub protocol: Protocol,
+    /// How the methods are configured: [`Preset::EqualBudget`] runs each at every sparsity,
+    /// the others once per context (see [`settings`]).
+    pub presets: Vec<Preset>,
 }
 
 impl PerplexitySweep {
     /// Number of model runs: one dense and one per sparse method and sparsity, per context.
     pub fn runs(&self) -> usize {
-        self.contexts.len() * settings(&self.methods, &self.sparsities).len()
+        self.contexts.len() * settings(&self.methods, &self.sparsities, &self.presets).len()
+    }
+
+    fn options(&self) -> SweepOptions {
+        SweepOptions {
+            dense_layers: self.dense_layers.clone(),
+            hash_mappings: self.hash_mappings.clone(),
+            shared_selection: self.shared_selection,
+        }
     }
 }
 
@@ -43,11 +54,14 @@ impl PerplexitySweep {
 pub struct PerplexityRow {
     /// The method.
     pub method: MethodKind,
+    /// How it was configured.
+    pub preset: Preset,
     /// Tokens in the passage.
     pub context: usize,
-    /// Sparsity factor (1 for dense).
+    /// Sparsity factor (1 for dense; the context over the keys per query for the presets that
+    /// set their own budget).
     pub sparsity: f64,
-    /// Keys each query of a sparse layer attends to (the context for dense).
+    /// Keys the last query attends to in a sparse layer (the context for dense).
     pub keys_per_query: usize,
     /// Perplexity of the second half of the passage.
     pub perplexity: f64,
@@ -79,23 +93,16 @@ pub fn perplexity_sweep<B: Backend>(
     for &context in &sweep.contexts {
         let passage = &tokens[..context];
         let mut dense: Option<SequenceScore> = None;
-        for (method, sparsity) in settings(&sweep.methods, &sweep.sparsities) {
-            let budget = KeyBudget::new(context, sparsity)?;
-            let plan = plan(
-                method,
-                &model.config,
-                &budget,
-                &sweep.dense_layers,
-                &sweep.hash_mappings,
-                sweep.shared_selection,
-            );
+        for setting in settings(&sweep.methods, &sweep.sparsities, &sweep.presets) {
+            let configured = setting.configure(&model.config, context, &sweep.options())?;
             let start = Instant::now();
-            let score = sweep.protocol.score(model, &plan, passage, device)?;
+            let score = sweep.protocol.score(model, &configured.plan, passage, device)?;
             let row = PerplexityRow {
-                method,
+                method: setting.method,
+                preset: setting.preset,
                 context,
-                sparsity,
-                keys_per_query: if method == MethodKind::Dense { context } else { budget.total },
+                sparsity: configured.sparsity,
+                keys_per_query: configured.keys_per_query,
                 perplexity: score.perplexity(),
                 agreement_with_dense: dense.as_ref().map_or(1.0, |d| score.agreement(d)),
                 seconds: start.elapsed().as_secs_f64(),

@@ -1,125 +1,185 @@
-//! Passkey retrieval accuracy per method, context, depth and sparsity, against dense.
+//! Retrieval accuracy (the tasks of [`super::needles`]) per method, context, depth and
+//! sparsity, against dense, under either protocol.
+
+use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use burn_sparse_attn_core::rng::SplitMix64;
+use burn_sparse_attn_core::Attention;
 use serde::Serialize;
 
-use super::suite::{plan, settings, KeyBudget, MethodKind};
+use super::needles::{answer_holds, retrieval_prompt, Haystack, RetrievalPrompt, RetrievalTask};
+use super::score::Protocol;
+use super::suite::{settings, MethodKind, Preset, SweepOptions};
 use crate::error::{ModelError, ModelResult};
-use crate::llama::Llama;
-use crate::passkey::{passkey_prompt, retrieves_passkey};
+use crate::generate::{GenerationConfig, PromptFeed};
+use crate::llama::{AttentionPlan, Llama};
 use crate::tokenizer::GgufTokenizer;
 
-/// What a passkey sweep runs: every method at every sparsity, for every context and depth,
-/// `trials` passkeys each.
+/// What a retrieval sweep runs: every task, for every method setting (see [`settings`]),
+/// context and depth, `trials` prompts each.
 #[derive(Debug, Clone)]
-pub struct PasskeySweep {
+pub struct RetrievalSweep {
+    /// The tasks.
+    pub tasks: Vec<RetrievalTask>,
     /// Prompt lengths in tokens.
     pub contexts: Vec<usize>,
-    /// Where the needle sits (0 = start of the filler, 1 = end).
+    /// Where the asked needle sits (0 = start of the filler, 1 = end).
     pub depths: Vec<f64>,
-    /// Sparsity factors (8.0 attends to an eighth of the keys).
+    /// Sparsity factors of the equal-budget preset.
     pub sparsities: Vec<f64>,
     /// Methods; dense is always run (once per context) as the reference.
     pub methods: Vec<MethodKind>,
-    /// Passkeys per context and depth.
+    /// How the methods are configured.
+    pub presets: Vec<Preset>,
+    /// Prompts per task, context and depth.
     pub trials: usize,
-    /// Layers kept dense in every method.
-    pub dense_layers: Vec<usize>,
-    /// Trained HashAttention mappings (a folder per `HashMappings::save_dir`); random
-    /// mappings when `None`.
-    pub hash_mappings: Option<std::path::PathBuf>,
-    /// HashAttention with one key list per KV head instead of one per query head.
-    pub shared_selection: bool,
-    /// Seed of the passkeys.
+    /// Dense layers, hash mappings, shared selection.
+    pub options: SweepOptions,
+    /// `SparsePrefill`: the whole prompt is prefilled with the method, which then decodes the
+    /// answer. `DensePrefillSparseDecode`: the context (filler and needles) is prefilled
+    /// densely, then the question and the answer are decoded one token at a time with the
+    /// method (its `decoded` count does not apply).
+    pub protocol: Protocol,
+    /// Seed of the prompts (keys, values, filler places).
     pub seed: u64,
 }
 
-impl PasskeySweep {
-    /// Number of rows: one per method setting, context and depth.
+impl RetrievalSweep {
+    /// Number of rows: one per task, method setting, context and depth.
     pub fn rows(&self) -> usize {
-        self.contexts.len() * self.depths.len() * settings(&self.methods, &self.sparsities).len()
+        self.tasks.len()
+            * self.contexts.len()
+            * self.depths.len()
+            * settings(&self.methods, &self.sparsities, &self.presets).len()
+    }
+
+    /// Builds one prompt of every task at every context, so that a bad context or a missing
+    /// haystack fails before any model runs.
+    pub fn check(&self, tokenizer: &GgufTokenizer, haystack: Option<&Haystack>) -> ModelResult<()> {
+        if self.trials == 0 {
+            return Err(ModelError::Eval("a retrieval sweep needs at least one trial".into()));
+        }
+        for &task in &self.tasks {
+            for &context in &self.contexts {
+                retrieval_prompt(task, tokenizer, haystack, context, 0.5, self.seed)?;
+            }
+        }
+        Ok(())
     }
 }
 
-/// Accuracy of one method setting at one context and depth.
+/// Accuracy of one method setting on one task at one context and depth.
 #[derive(Debug, Clone, Serialize)]
-pub struct PasskeyRow {
+pub struct RetrievalRow {
+    /// The task.
+    pub task: RetrievalTask,
     /// The method.
     pub method: MethodKind,
-    /// Prompt length in tokens.
+    /// How it was configured.
+    pub preset: Preset,
+    /// How the prompt met the method.
+    pub protocol: Protocol,
+    /// Prompt length in tokens (the most; filler comes in whole sentences).
     pub context: usize,
     /// Sparsity factor (1 for dense).
     pub sparsity: f64,
-    /// Needle depth.
+    /// Keys the last query attends to in a sparse layer.
+    pub keys_per_query: usize,
+    /// Depth of the asked needle.
     pub depth: f64,
-    /// Passkeys asked.
+    /// Prompts asked.
     pub trials: usize,
-    /// Passkeys the greedy answer contained.
+    /// Prompts whose greedy answer held every expected value.
     pub found: usize,
     /// `found / trials`.
     pub accuracy: f64,
+    /// Wall time of the row.
+    pub seconds: f64,
 }
 
-/// Runs `sweep`, calling `on_row` as each row is measured.
-pub fn passkey_sweep<B: Backend>(
+/// Runs `sweep` (`haystack` feeds the tasks with book filler), calling `on_row` as each row
+/// is measured. The model is left with dense attention.
+pub fn retrieval_sweep<B: Backend>(
     model: &mut Llama<B>,
     tokenizer: &GgufTokenizer,
-    sweep: &PasskeySweep,
+    haystack: Option<&Haystack>,
+    sweep: &RetrievalSweep,
     device: &B::Device,
-    mut on_row: impl FnMut(&PasskeyRow),
-) -> ModelResult<Vec<PasskeyRow>> {
-    if sweep.trials == 0 {
-        return Err(ModelError::Eval("a passkey sweep needs at least one trial".into()));
-    }
-    let mut rng = SplitMix64::new(sweep.seed);
-    let passkeys: Vec<u32> = (0..sweep.trials).map(|_| 10_000 + (rng.next_u64() % 90_000) as u32).collect();
-    let runs = settings(&sweep.methods, &sweep.sparsities);
+    mut on_row: impl FnMut(&RetrievalRow),
+) -> ModelResult<Vec<RetrievalRow>> {
+    sweep.check(tokenizer, haystack)?;
+    let dense = model.build_attention(&AttentionPlan::dense(), device)?;
     let mut rows = Vec::new();
     for &context in &sweep.contexts {
-        for &(method, sparsity) in &runs {
-            let budget = KeyBudget::new(context, sparsity)?;
-            let plan = plan(
-                method,
-                &model.config,
-                &budget,
-                &sweep.dense_layers,
-                &sweep.hash_mappings,
-                sweep.shared_selection,
-            );
-            model.set_attention(&plan, device)?;
-            for &depth in &sweep.depths {
-                let mut found = 0;
-                for &passkey in &passkeys {
-                    found += retrieves_passkey(model, tokenizer, context, depth, passkey)?.0 as usize;
+        for (t, &task) in sweep.tasks.iter().enumerate() {
+            let mut prompts = Vec::new();
+            for (d, &depth) in sweep.depths.iter().enumerate() {
+                let trials = (0..sweep.trials).map(|trial| {
+                    let seed =
+                        sweep.seed ^ ((t * 1_000_003 + d * 1009 + trial) as u64).wrapping_mul(0x9e37_79b9);
+                    retrieval_prompt(task, tokenizer, haystack, context, depth, seed)
+                });
+                prompts.push(trials.collect::<ModelResult<Vec<_>>>()?);
+            }
+            for setting in settings(&sweep.methods, &sweep.sparsities, &sweep.presets) {
+                let configured = setting.configure(&model.config, context, &sweep.options)?;
+                let attention = model.build_attention(&configured.plan, device)?;
+                for (&depth, prompts) in sweep.depths.iter().zip(&prompts) {
+                    let start = Instant::now();
+                    let mut found = 0;
+                    for prompt in prompts {
+                        let answer = answer(model, tokenizer, prompt, &dense, &attention, sweep.protocol)?;
+                        found += answer_holds(&answer, &prompt.answers) as usize;
+                    }
+                    let row = RetrievalRow {
+                        task,
+                        method: setting.method,
+                        preset: setting.preset,
+                        protocol: sweep.protocol,
+                        context,
+                        sparsity: configured.sparsity,
+                        keys_per_query: configured.keys_per_query,
+                        depth,
+                        trials: prompts.len(),
+                        found,
+                        accuracy: found as f64 / prompts.len() as f64,
+                        seconds: start.elapsed().as_secs_f64(),
+                    };
+                    on_row(&row);
+                    rows.push(row);
                 }
-                let row = PasskeyRow {
-                    method,
-                    context,
-                    sparsity,
-                    depth,
-                    trials: sweep.trials,
-                    found,
-                    accuracy: found as f64 / sweep.trials as f64,
-                };
-                on_row(&row);
-                rows.push(row);
             }
         }
     }
+    model.use_attention(dense);
     Ok(rows)
 }
 
-/// Checks that `passkey_prompt` can build prompts of every context (the fixed text fits).
-pub fn check_contexts(tokenizer: &GgufTokenizer, contexts: &[usize]) -> ModelResult<()> {
-    for &context in contexts {
-        let prompt = passkey_prompt(tokenizer, context, 0.5, 12345)?;
-        if prompt.len() > context || prompt.len() + 32 < context {
-            return Err(ModelError::Eval(format!(
-                "a passkey prompt of {context} tokens came out at {} tokens; use a context of at least 128",
-                prompt.len()
-            )));
+/// The model's greedy answer to `prompt` under `protocol`, `attention` being the method's
+/// layers and `dense` dense ones (for the dense prefill).
+pub fn answer<B: Backend>(
+    model: &mut Llama<B>,
+    tokenizer: &GgufTokenizer,
+    prompt: &RetrievalPrompt,
+    dense: &[Attention<B>],
+    attention: &[Attention<B>],
+    protocol: Protocol,
+) -> ModelResult<String> {
+    let config = GenerationConfig::new().with_max_new_tokens(prompt.answer_tokens()).with_past_context(true);
+    let generation = match protocol {
+        Protocol::SparsePrefill => {
+            model.use_attention(attention.to_vec());
+            model.generate(&prompt.tokens(), &config, |_| true)?
         }
-    }
-    Ok(())
+        Protocol::DensePrefillSparseDecode { .. } => {
+            model.use_attention(dense.to_vec());
+            let mut caches = model.new_caches();
+            let device = model.embedding.device();
+            model.hidden(crate::llama::token_ids(&prompt.context, &device), &mut caches)?;
+            caches.iter_mut().for_each(|cache| cache.hand_over());
+            model.use_attention(attention.to_vec());
+            model.generate_after(&mut caches, &prompt.question, PromptFeed::Decode, &config, |_| true)?
+        }
+    };
+    tokenizer.decode(&generation.tokens)
 }

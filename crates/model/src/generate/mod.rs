@@ -80,6 +80,16 @@ impl Generation {
     }
 }
 
+/// How [`Llama::generate_after`] puts the prompt into the caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptFeed {
+    /// One causal pass over the whole prompt (a prefill).
+    Prefill,
+    /// One decode step per prompt token, as if the model had generated them: each layer's
+    /// method sees the prompt as it sees generated tokens.
+    Decode,
+}
+
 impl<B: Backend> Llama<B> {
     /// Generates a continuation of `prompt` (token ids, batch 1): prefill, then one decode
     /// step per token, each layer attending with the method it holds (see
@@ -92,14 +102,44 @@ impl<B: Backend> Llama<B> {
         &self,
         prompt: &[u32],
         config: &GenerationConfig,
+        on_token: impl FnMut(u32) -> bool,
+    ) -> ModelResult<Generation> {
+        self.generate_after(&mut self.new_caches(), prompt, PromptFeed::Prefill, config, on_token)
+    }
+
+    /// [`Llama::generate`] after the tokens already in `caches` (one per layer, from an
+    /// earlier pass, possibly with another attention: see `KvCache::hand_over`), with
+    /// `prompt` fed as `feed` says. The caches hold the prompt and the generation after.
+    pub fn generate_after(
+        &self,
+        caches: &mut [burn_sparse_attn_core::KvCache<B>],
+        prompt: &[u32],
+        feed: PromptFeed,
+        config: &GenerationConfig,
         mut on_token: impl FnMut(u32) -> bool,
     ) -> ModelResult<Generation> {
         let mut sampler = config.sampling.sampler()?;
-        self.check_prompt(prompt, config.past_context)?;
+        let cached = caches.first().map_or(0, |c| c.len());
+        if caches.len() != self.layers.len() {
+            return Err(ModelError::Generation(format!(
+                "{} caches given for {} layers",
+                caches.len(),
+                self.layers.len()
+            )));
+        }
+        self.check_prompt(prompt, cached, config.past_context)?;
         let device = self.embedding.device();
-        let mut caches = self.new_caches();
         let started = Instant::now();
-        let mut logits = self.last_logits(prompt, &mut caches, &device)?;
+        let mut logits = match feed {
+            PromptFeed::Prefill => self.last_logits(prompt, caches, &device)?,
+            PromptFeed::Decode => {
+                let mut last = Vec::new();
+                for &token in prompt {
+                    last = self.last_logits(&[token], caches, &device)?;
+                }
+                last
+            }
+        };
         let mut next = sampler.sample(&logits)?;
         let prefill_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
@@ -115,10 +155,10 @@ impl<B: Backend> Llama<B> {
             if tokens.len() >= config.max_new_tokens {
                 break StopReason::MaxTokens;
             }
-            if !config.past_context && prompt.len() + tokens.len() >= self.config.context_length {
+            if !config.past_context && cached + prompt.len() + tokens.len() >= self.config.context_length {
                 break StopReason::ContextFull;
             }
-            logits = self.last_logits(&[next], &mut caches, &device)?;
+            logits = self.last_logits(&[next], caches, &device)?;
             next = sampler.sample(&logits)?;
         };
         Ok(Generation {
@@ -130,14 +170,15 @@ impl<B: Backend> Llama<B> {
         })
     }
 
-    fn check_prompt(&self, prompt: &[u32], past_context: bool) -> ModelResult<()> {
+    fn check_prompt(&self, prompt: &[u32], cached: usize, past_context: bool) -> ModelResult<()> {
         let (context, vocab) = (self.config.context_length, self.config.vocab_size);
         if prompt.is_empty() {
             return Err(ModelError::Generation("the prompt has no tokens".into()));
         }
-        if prompt.len() >= context && !past_context {
+        if cached + prompt.len() >= context && !past_context {
+            let after = if cached > 0 { format!(" after {cached} cached tokens") } else { String::new() };
             return Err(ModelError::Generation(format!(
-                "the prompt has {} tokens; the model's context of {context} leaves no room to generate",
+                "the prompt has {} tokens{after}; the model's context of {context} leaves no room to generate",
                 prompt.len()
             )));
         }

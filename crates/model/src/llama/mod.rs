@@ -6,5 +6,7 @@ mod model;
 mod rope;
 
 pub use config::LlamaConfig;
-pub use model::{layer_attention, token_ids, AttentionInputs, AttentionPlan, Llama, LlamaLayer, RmsNorm};
+pub use model::{
+    layer_attention, token_ids, AttentionInputs, AttentionPlan, LayerMethod, Llama, LlamaLayer, RmsNorm,
+};
 pub use rope::apply_rope;

@@ -4,6 +4,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{activation::silu, backend::Backend, Int, Tensor, TensorData};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use burn_sparse_attn_core::{
@@ -72,38 +73,59 @@ pub struct Llama<B: Backend> {
     pub config: LlamaConfig,
 }
 
-/// Which attention each layer gets: `default` everywhere but `dense_layers`.
+/// Which attention each layer gets: `dense_layers` dense, then the method of the last of
+/// `layers` whose range holds the layer, else `default`. Methods deployed in part of a
+/// model (HyperAttention in its last layers, HiP after its first) are plans with ranges.
 #[derive(Debug, Clone)]
 pub struct AttentionPlan {
-    /// The method of the sparse layers.
+    /// The method of the layers no range names.
     pub default: AttentionConfig,
-    /// Layers kept dense (the first layers, often).
+    /// Layers kept dense (the first layers, often), whatever `layers` says.
     pub dense_layers: Vec<usize>,
+    /// Methods for ranges of layers; a later range wins where two overlap.
+    pub layers: Vec<LayerMethod>,
     /// Trained HashAttention mappings, one per layer (a `.safetensors` file or a folder
     /// written by `HashMappings::save_dir`); `None` gives HashAttention layers random
     /// mappings.
     pub hash_mappings: Option<PathBuf>,
 }
 
+/// A method for a range of layers of an [`AttentionPlan`].
+#[derive(Debug, Clone)]
+pub struct LayerMethod {
+    /// The layers, `start..end`.
+    pub range: Range<usize>,
+    /// Their method.
+    pub config: AttentionConfig,
+}
+
 impl AttentionPlan {
     /// Dense attention in every layer.
     pub fn dense() -> Self {
-        Self {
-            default: AttentionConfig::Dense(burn_sparse_attn_core::DenseAttentionConfig::new()),
-            dense_layers: vec![],
-            hash_mappings: None,
-        }
+        Self::new(AttentionConfig::Dense(burn_sparse_attn_core::DenseAttentionConfig::new()), vec![])
     }
 
     /// `default` in every layer but `dense_layers`, with random hash mappings.
     pub fn new(default: AttentionConfig, dense_layers: Vec<usize>) -> Self {
-        Self { default, dense_layers, hash_mappings: None }
+        Self { default, dense_layers, layers: vec![], hash_mappings: None }
     }
 
-    /// Errors when a dense layer is not a layer of a model with `layers` layers.
+    /// This plan with `config` in the layers of `range` (over earlier ranges).
+    pub fn with_layers(mut self, range: Range<usize>, config: AttentionConfig) -> Self {
+        self.layers.push(LayerMethod { range, config });
+        self
+    }
+
+    /// Errors when a dense layer or a range is not within a model of `layers` layers.
     pub fn check(&self, layers: usize) -> ModelResult<()> {
-        match self.dense_layers.iter().find(|&&l| l >= layers) {
-            Some(l) => Err(ModelError::Config(format!("dense layer {l} is not among the {layers} layers"))),
+        if let Some(l) = self.dense_layers.iter().find(|&&l| l >= layers) {
+            return Err(ModelError::Config(format!("dense layer {l} is not among the {layers} layers")));
+        }
+        match self.layers.iter().find(|m| m.range.is_empty() || m.range.end > layers) {
+            Some(m) => Err(ModelError::Config(format!(
+                "layer range {:?} is empty or not within the {layers} layers",
+                m.range
+            ))),
             None => Ok(()),
         }
     }
@@ -111,10 +133,10 @@ impl AttentionPlan {
     /// The config of layer `layer`.
     pub fn for_layer(&self, layer: usize) -> AttentionConfig {
         if self.dense_layers.contains(&layer) {
-            AttentionConfig::Dense(burn_sparse_attn_core::DenseAttentionConfig::new())
-        } else {
-            self.default.clone()
+            return AttentionConfig::Dense(burn_sparse_attn_core::DenseAttentionConfig::new());
         }
+        let ranged = self.layers.iter().rev().find(|m| m.range.contains(&layer));
+        ranged.map_or(&self.default, |m| &m.config).clone()
     }
 }
 
@@ -216,12 +238,34 @@ impl<B: Backend> Llama<B> {
     /// Gives every layer the attention `plan` chooses for it (the weights stay), with the
     /// plan's trained hash mappings in HashAttention layers.
     pub fn set_attention(&mut self, plan: &AttentionPlan, device: &B::Device) -> ModelResult<()> {
+        let attention = self.build_attention(plan, device)?;
+        self.use_attention(attention);
+        Ok(())
+    }
+
+    /// Each layer's attention under `plan`, built but not installed (see
+    /// [`Llama::use_attention`]): switching between built plans costs no loading.
+    pub fn build_attention(
+        &self,
+        plan: &AttentionPlan,
+        device: &B::Device,
+    ) -> ModelResult<Vec<Attention<B>>> {
         plan.check(self.layers.len())?;
         let trained = self.load_hash_mappings(plan.hash_mappings.as_deref(), device)?;
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.attention = layer_attention(&plan.for_layer(i), trained.as_ref(), i, device)?;
+        (0..self.layers.len())
+            .map(|i| layer_attention(&plan.for_layer(i), trained.as_ref(), i, device))
+            .collect()
+    }
+
+    /// Installs `attention`, one per layer (from [`Llama::build_attention`]).
+    ///
+    /// # Panics
+    /// When `attention` has not one entry per layer.
+    pub fn use_attention(&mut self, attention: Vec<Attention<B>>) {
+        assert_eq!(attention.len(), self.layers.len(), "one attention per layer");
+        for (layer, attention) in self.layers.iter_mut().zip(attention) {
+            layer.attention = attention;
         }
-        Ok(())
     }
 
     /// Trained hash mappings from `dir` (one per layer of this model; a `.safetensors` file

@@ -3,8 +3,8 @@
 
 use crate::common::{book_tokens, dense_model};
 use burn_sparse_attn_model::eval::{
-    attention_fidelity, passkey_sweep, perplexity_sweep, score_sequence, FidelitySweep, KeyBudget,
-    MethodKind, PasskeySweep, PerplexitySweep, Protocol,
+    attention_fidelity, perplexity_sweep, retrieval_sweep, score_sequence, FidelitySweep, KeyBudget,
+    MethodKind, PerplexitySweep, Preset, Protocol, RetrievalSweep, RetrievalTask, Setting, SweepOptions,
 };
 
 const SPARSE: [MethodKind; 5] =
@@ -63,6 +63,7 @@ fn perplexity_sweep_equals_dense_at_full_budget_and_rejects_long_contexts() {
         hash_mappings: None,
         shared_selection: false,
         protocol: Protocol::SparsePrefill,
+        presets: vec![Preset::EqualBudget],
     };
     let device = Default::default();
     let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |_| {}).unwrap();
@@ -79,27 +80,60 @@ fn perplexity_sweep_equals_dense_at_full_budget_and_rejects_long_contexts() {
 }
 
 #[test]
-fn passkey_sweep_counts_what_each_method_finds() {
+fn retrieval_sweep_counts_what_each_method_finds_under_both_protocols() {
     let (mut model, tokenizer) = dense_model();
-    let sweep = PasskeySweep {
-        contexts: vec![256],
-        depths: vec![0.2],
-        sparsities: vec![1.0, 3.0],
-        methods: vec![MethodKind::Streaming],
-        trials: 2,
-        dense_layers: vec![],
-        hash_mappings: None,
-        shared_selection: false,
-        seed: 1,
-    };
-    let rows = passkey_sweep(&mut model, &tokenizer, &sweep, &Default::default(), |_| {}).unwrap();
-    assert_eq!(rows.len(), sweep.rows());
-    let found: Vec<usize> = rows.iter().map(|r| r.found).collect();
-    // Dense and a window covering the prompt find both keys; a window of a third cannot
-    // see a needle at 20% depth.
-    assert_eq!(found, vec![2, 2, 0], "{rows:?}");
-    let none = PasskeySweep { trials: 0, ..sweep };
-    assert!(passkey_sweep(&mut model, &tokenizer, &none, &Default::default(), |_| {}).is_err());
+    for protocol in [Protocol::SparsePrefill, Protocol::DensePrefillSparseDecode { decoded: 1 }] {
+        let sweep = RetrievalSweep {
+            tasks: vec![RetrievalTask::Passkey],
+            contexts: vec![256],
+            depths: vec![0.2],
+            sparsities: vec![1.0, 3.0],
+            methods: vec![MethodKind::Streaming],
+            presets: vec![Preset::EqualBudget],
+            trials: 2,
+            options: SweepOptions::default(),
+            protocol,
+            seed: 1,
+        };
+        let rows =
+            retrieval_sweep(&mut model, &tokenizer, None, &sweep, &Default::default(), |_| {}).unwrap();
+        assert_eq!(rows.len(), sweep.rows());
+        let found: Vec<(usize, usize)> = rows.iter().map(|r| (r.found, r.keys_per_query)).collect();
+        // Dense and a window covering the prompt find both keys; a window of a third cannot
+        // see a needle at 20% depth, whether it reads the prompt or only the question.
+        assert_eq!(found, vec![(2, 256), (2, 256), (0, 96)], "{protocol:?}: {rows:?}");
+        assert!(rows.iter().all(|r| r.protocol == protocol));
+
+        let none = RetrievalSweep { trials: 0, ..sweep.clone() };
+        assert!(none.check(&tokenizer, None).unwrap_err().to_string().contains("at least one trial"));
+        let books = RetrievalSweep { tasks: vec![RetrievalTask::MultiKey], ..sweep.clone() };
+        assert!(books.check(&tokenizer, None).unwrap_err().to_string().contains("haystack"));
+        let short = RetrievalSweep { contexts: vec![40], ..sweep };
+        assert!(short.check(&tokenizer, None).unwrap_err().to_string().contains("longer context"));
+    }
+}
+
+#[test]
+fn as_deployed_presets_set_their_own_layers_and_budgets() {
+    let (model, _) = dense_model();
+    let config = &model.config;
+    let options = SweepOptions { dense_layers: vec![0, 1], ..Default::default() };
+    let configure =
+        |method, preset| Setting { method, preset, sparsity: 8.0 }.configure(config, 8192, &options);
+    let hyper = configure(MethodKind::Hyper, Preset::AsDeployed).unwrap();
+    let kinds: Vec<MethodKind> = (0..config.layers).map(|l| hyper.plan.for_layer(l).kind()).collect();
+    let sparse = config.layers - (config.layers as f64 / 4.0).round() as usize;
+    assert!(kinds[..sparse].iter().all(|&k| k == MethodKind::Dense), "{kinds:?}");
+    assert!(kinds[sparse..].iter().all(|&k| k == MethodKind::Hyper), "{kinds:?}");
+    assert_eq!(hyper.keys_per_query, 4096 + 512);
+    assert!((hyper.sparsity - 8192.0 / 4608.0).abs() < 1e-9);
+    let hip = configure(MethodKind::Hip, Preset::AsDeployed).unwrap();
+    assert_eq!((hip.plan.dense_layers.clone(), hip.keys_per_query), (vec![0, 1, 2], 16 + 256 + 512));
+    let equal = configure(MethodKind::Hip, Preset::EqualBudget).unwrap();
+    assert_eq!((equal.plan.dense_layers.clone(), equal.keys_per_query), (vec![0, 1], 1024));
+    let error = configure(MethodKind::Hash, Preset::AsDeployed).unwrap_err().to_string();
+    assert!(error.contains("hash has no as-deployed preset"), "{error}");
+    assert!("authors".parse::<Preset>().unwrap_err().to_string().contains("as-deployed-exact-sink"));
 }
 
 #[test]
@@ -159,6 +193,7 @@ fn dense_prefill_then_sparse_decode_scores_like_dense_when_the_budget_covers_eve
         hash_mappings: None,
         shared_selection: false,
         protocol,
+        presets: vec![Preset::EqualBudget],
     };
     let rows = perplexity_sweep(&mut model, &tokens, &sweep, &device, |_| {}).unwrap();
     assert_eq!(rows.len(), sweep.runs());

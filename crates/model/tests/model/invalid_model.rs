@@ -92,6 +92,34 @@ fn dense_layers_must_be_layers_of_the_model() {
 }
 
 #[test]
+fn layer_ranges_pick_each_layers_method_and_must_lie_within_the_model() {
+    use burn_sparse_attn_core::{AttentionConfig, MethodKind, StreamingAttentionConfig};
+    let streaming = |window| AttentionConfig::Streaming(StreamingAttentionConfig::new().with_window(window));
+    let plan = AttentionPlan { dense_layers: vec![3], ..AttentionPlan::new(streaming(8), vec![]) }
+        .with_layers(2..5, AttentionConfig::Hip(burn_sparse_attn_core::HipAttentionConfig::new()))
+        .with_layers(4..6, streaming(16));
+    let kinds: Vec<MethodKind> = (0..7).map(|l| plan.for_layer(l).kind()).collect();
+    use MethodKind::*;
+    assert_eq!(kinds, [Streaming, Streaming, Hip, Dense, Streaming, Streaming, Streaming]);
+    let window = |l| match plan.for_layer(l) {
+        AttentionConfig::Streaming(c) => c.window,
+        other => panic!("layer {l}: {other:?}"),
+    };
+    assert_eq!((window(0), window(4), window(5), window(6)), (8, 16, 16, 8));
+
+    let file = GgufFile::parse(tiny_gguf().bytes).unwrap();
+    let mut model = Llama::<B>::from_gguf(&file, &AttentionPlan::dense(), &Default::default()).unwrap();
+    let ranged = |range| AttentionPlan::dense().with_layers(range, streaming(8));
+    model.set_attention(&ranged(1..2), &Default::default()).unwrap();
+    assert_eq!(model.layers[1].attention.kind(), Streaming);
+    assert_eq!(model.layers[0].attention.kind(), Dense);
+    for bad in [1..3, 1..1] {
+        let error = model.set_attention(&ranged(bad.clone()), &Default::default()).unwrap_err().to_string();
+        assert_eq!(error, format!("model config: layer range {bad:?} is empty or not within the 2 layers"));
+    }
+}
+
+#[test]
 fn hash_mappings_must_fit_the_model() {
     use burn_sparse_attn_core::{HashMappingConfig, HashMappings, HashMappingsConfig};
     let device = Default::default();

@@ -11,7 +11,7 @@ pub use estimator::{hyper_attention_causal, hyper_attention_non_causal, HyperPar
 use super::budget::{HeadLayout, KeyBudget};
 use super::method::{append_new_tokens, check_new_tokens, AttentionMethod};
 use super::registry::MethodEntry;
-use crate::attend::{dense_attention, AttnOptions, AttnOutput};
+use crate::attend::{dense_attention, merge, AttnOptions, AttnOutput};
 use crate::cache::KvCache;
 use crate::error::{AttnError, AttnResult};
 
@@ -32,6 +32,11 @@ pub struct HyperAttentionConfig {
     /// Causal sequences up to this length are attended exactly.
     #[config(default = 4096)]
     pub min_seq_len: usize,
+    /// The first keys, attended exactly by every query of a prefill and left out of the
+    /// estimate (0: none, as in the paper). An extension: the attention sinks of a language
+    /// model carry much of each row's mass, which the sampled columns rarely hit.
+    #[config(default = 0)]
+    pub exact_sink: usize,
     /// Seed of the projections and of the column samples.
     #[config(default = 0)]
     pub seed: u64,
@@ -55,6 +60,9 @@ pub struct HyperAttention<B: Backend> {
     /// Exact below this length.
     #[module(skip)]
     pub min_seq_len: usize,
+    /// First keys attended exactly.
+    #[module(skip)]
+    pub exact_sink: usize,
     /// Seed of the column samples.
     #[module(skip)]
     pub seed: u64,
@@ -79,6 +87,7 @@ impl HyperAttentionConfig {
             block_size: self.block_size,
             sample_size: self.sample_size,
             min_seq_len: self.min_seq_len,
+            exact_sink: self.exact_sink,
             seed: self.seed,
             scale: self.scale,
         })
@@ -119,10 +128,54 @@ impl<B: Backend> AttentionMethod<B> for HyperAttention<B> {
         let first = cache.is_empty();
         let (k, v) = append_new_tokens(HyperAttentionConfig::NAME, &q, k, v, cache)?;
         if first && q.dims()[2] > 1 {
-            return hyper_attention_causal(q, k, v, self.projections.val(), &params);
+            return self.prefill(q, k, v, &params);
         }
         // Decode (or a chunk after a prefill): exact over the cache.
         dense_attention(q, k, v, &AttnOptions::causal().with_scale(params.scale))
+    }
+}
+
+impl<B: Backend> HyperAttention<B> {
+    /// Causal HyperAttention of a first prefill, the first `exact_sink` keys exactly: the
+    /// sink's own queries attend densely; every later query merges exact attention to the
+    /// sink with the estimate over the keys after it (whose recursion starts after the sink).
+    fn prefill(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        params: &HyperParams,
+    ) -> AttnResult<AttnOutput<B>> {
+        let n = q.dims()[2];
+        let sink = self.exact_sink.min(n);
+        if sink == 0 || n <= params.min_seq_len {
+            return hyper_attention_causal(q, k, v, self.projections.val(), params);
+        }
+        let exact = AttnOptions::causal().with_scale(params.scale);
+        let head = dense_attention(
+            q.clone().narrow(2, 0, sink),
+            k.clone().narrow(2, 0, sink),
+            v.clone().narrow(2, 0, sink),
+            &exact,
+        )?;
+        if sink == n {
+            return Ok(head);
+        }
+        let rest = |x: Tensor<B, 4>| x.narrow(2, sink, n - sink);
+        let estimate = hyper_attention_causal(
+            rest(q.clone()),
+            rest(k.clone()),
+            rest(v.clone()),
+            self.projections.val(),
+            params,
+        )?;
+        let to_sink = dense_attention(
+            rest(q),
+            k.narrow(2, 0, sink),
+            v.narrow(2, 0, sink),
+            &AttnOptions::non_causal().with_scale(params.scale),
+        )?;
+        Ok(AttnOutput::cat(vec![head, merge(estimate, to_sink)?]))
     }
 }
 
