@@ -221,7 +221,7 @@ fn magic_needle(key: &str, value: &str) -> String {
     format!("One of the special magic numbers for {key} is: {value}.")
 }
 
-/// A prompt of `task` of at most `context` tokens (filled with as much filler as fits), its
+/// A prompt of `task` of exactly `context` tokens (filled with as much filler as fits), its
 /// asked needle at `depth` (0 = start of the filler, 1 = end), everything drawn from `seed`.
 /// `haystack` is needed by the tasks whose filler is book text.
 pub fn retrieval_prompt(
@@ -284,11 +284,17 @@ The special magic number for {asked} mentioned in the provided text is"
             "a {task} prompt needs more than {context} tokens ({fixed} without filler); use a longer context"
         )));
     }
-    // Filler pieces until the context is full.
+    // Filler pieces until the context is full; the end of the first piece that does not fit
+    // opens the filler, so that every prompt has exactly `context` tokens (and the prompts
+    // of a row run as one batch).
     let mut pieces: Vec<Vec<u32>> = Vec::new();
+    let mut front: Option<Vec<u32>> = None;
     let mut used = fixed;
     let mut push = |piece: Vec<u32>| {
         if used + piece.len() > context {
+            let gap = context - used;
+            front = (gap > 0).then(|| piece[piece.len() - gap..].to_vec());
+            used = context;
             return false;
         }
         used += piece.len();
@@ -312,6 +318,7 @@ The special magic number for {asked} mentioned in the provided text is"
             }
         }
     }
+    pieces.splice(0..0, front);
     // Needles between filler pieces, at their depths; the asked one first where two meet.
     let mut placed: Vec<(usize, usize)> = needle_tokens
         .iter()

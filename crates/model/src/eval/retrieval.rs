@@ -126,11 +126,18 @@ pub fn retrieval_sweep<B: Backend>(
                 let attention = model.build_attention(&configured.plan, device)?;
                 for (&depth, prompts) in sweep.depths.iter().zip(&prompts) {
                     let start = Instant::now();
-                    let mut found = 0;
-                    for prompt in prompts {
-                        let answer = answer(model, tokenizer, prompt, &dense, &attention, sweep.protocol)?;
-                        found += answer_holds(&answer, &prompt.answers) as usize;
-                    }
+                    let answers = match sweep.protocol {
+                        Protocol::SparsePrefill => {
+                            model.use_attention(attention.clone());
+                            answer_batch(model, tokenizer, prompts)?
+                        }
+                        protocol => prompts
+                            .iter()
+                            .map(|prompt| answer(model, tokenizer, prompt, &dense, &attention, protocol))
+                            .collect::<ModelResult<Vec<_>>>()?,
+                    };
+                    let found =
+                        prompts.iter().zip(&answers).filter(|(p, a)| answer_holds(a, &p.answers)).count();
                     let row = RetrievalRow {
                         task,
                         method: setting.method,
@@ -153,6 +160,23 @@ pub fn retrieval_sweep<B: Backend>(
     }
     model.use_attention(dense);
     Ok(rows)
+}
+
+/// The greedy answers to `prompts` (of one length: [`retrieval_prompt`] makes them so) with
+/// the whole prompt prefilled by the attention the model holds, as one batch.
+pub fn answer_batch<B: Backend>(
+    model: &Llama<B>,
+    tokenizer: &GgufTokenizer,
+    prompts: &[RetrievalPrompt],
+) -> ModelResult<Vec<String>> {
+    let tokens: Vec<Vec<u32>> = prompts.iter().map(RetrievalPrompt::tokens).collect();
+    let longest = prompts.iter().map(RetrievalPrompt::answer_tokens).max().unwrap_or(1);
+    let generated = model.greedy_batch(&tokens, longest)?;
+    prompts
+        .iter()
+        .zip(generated)
+        .map(|(prompt, tokens)| tokenizer.decode(&tokens[..prompt.answer_tokens()]))
+        .collect()
 }
 
 /// The model's greedy answer to `prompt` under `protocol`, `attention` being the method's
