@@ -41,11 +41,6 @@ impl RetrievalTask {
             Self::Distractors => "distractors",
         }
     }
-
-    /// Whether the filler is book text (else the passkey test's repeated sentences).
-    pub fn needs_books(self) -> bool {
-        self != Self::Passkey
-    }
 }
 
 impl fmt::Display for RetrievalTask {
@@ -128,11 +123,6 @@ impl Haystack {
             })
             .collect::<ModelResult<Vec<_>>>()?;
         Self::from_texts(&texts)
-    }
-
-    /// Books in the haystack.
-    pub fn books(&self) -> usize {
-        self.books.len()
     }
 
     /// An endless run of filler: runs of consecutive sentences from each book in turn, each

@@ -79,7 +79,7 @@ pub struct RetrievalRow {
     pub preset: Preset,
     /// How the prompt met the method.
     pub protocol: Protocol,
-    /// Prompt length in tokens (the most; filler comes in whole sentences).
+    /// Prompt length in tokens.
     pub context: usize,
     /// Sparsity factor (1 for dense).
     pub sparsity: f64,
