@@ -49,6 +49,22 @@ fn matching_bits_equals_host_popcount_with_shared_key_heads() {
 }
 
 #[test]
+fn clones_of_an_untrained_mapping_sign_alike() {
+    // Burn draws a lazily initialised parameter separately in each clone: a mapping cloned
+    // before its first use (as a model installing the same attention twice does) would hash
+    // differently in each copy.
+    let mapping = HashMappingConfig::new(16, 4, 2).init::<B>(&device()).unwrap();
+    let (first, second) = (mapping.clone(), mapping.clone());
+    let q = randn([1, 4, 9, 16], 3);
+    let k = randn([1, 2, 9, 16], 4);
+    assert_eq!(
+        to_ints(first.query_signatures(q.clone()).unwrap()),
+        to_ints(second.query_signatures(q).unwrap())
+    );
+    assert_eq!(to_ints(first.key_signatures(k.clone()).unwrap()), to_ints(second.key_signatures(k).unwrap()));
+}
+
+#[test]
 fn bits_must_be_a_multiple_of_32() {
     for bits in [0, 16, 48] {
         let config = HashMappingConfig::new(8, 2, 2).with_bits(bits);

@@ -25,13 +25,15 @@ pub struct HeadwiseLinear<B: Backend> {
 }
 
 impl HeadwiseLinearConfig {
-    /// Weights and biases uniform in `±1 / sqrt(d_input)`, like `burn::nn::Linear`.
+    /// Weights and biases uniform in `±1 / sqrt(d_input)`, like `burn::nn::Linear`, drawn
+    /// now rather than lazily: each clone of a lazily initialised parameter draws its own
+    /// values on first use, and clones of one hash mapping must sign alike.
     pub fn init<B: Backend>(&self, device: &B::Device) -> HeadwiseLinear<B> {
         let init = Initializer::KaimingUniform { gain: 1.0 / 3f64.sqrt(), fan_out_only: false };
         let fans = (Some(self.d_input), Some(self.d_output));
         HeadwiseLinear {
-            weight: init.init_with([self.heads, self.d_input, self.d_output], fans.0, fans.1, device),
-            bias: init.init_with([self.heads, self.d_output], fans.0, fans.1, device),
+            weight: eager(init.init_with([self.heads, self.d_input, self.d_output], fans.0, fans.1, device)),
+            bias: eager(init.init_with([self.heads, self.d_output], fans.0, fans.1, device)),
         }
     }
 }
@@ -44,4 +46,9 @@ impl<B: Backend> HeadwiseLinear<B> {
         let bias = self.bias.val().reshape([1, heads, 1, d_output]);
         x.matmul(weight) + bias
     }
+}
+
+/// `param` with its value drawn, under its id.
+fn eager<B: Backend, const D: usize>(param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+    Param::initialized(param.id, param.val())
 }

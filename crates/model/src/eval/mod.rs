@@ -14,7 +14,7 @@ pub mod score;
 pub mod suite;
 
 pub use fidelity::{attention_fidelity, FidelityRow, FidelitySweep};
-pub use needles::{answer_holds, retrieval_prompt, Haystack, RetrievalPrompt, RetrievalTask};
+pub use needles::{answer_holds, retrieval_prompt, Haystack, RetrievalPrompt, RetrievalTask, QUESTION_ROOM};
 pub use perplexity::{perplexity_sweep, PerplexityRow, PerplexitySweep};
 pub use retrieval::{retrieval_sweep, RetrievalRow, RetrievalSweep};
 pub use score::{score_decoding, score_sequence, Protocol, SequenceScore};

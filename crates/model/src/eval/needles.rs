@@ -66,6 +66,12 @@ impl Serialize for RetrievalTask {
     }
 }
 
+/// Tokens a prompt keeps for its question: a prompt at `context` tokens has a context part
+/// of exactly `context - QUESTION_ROOM` tokens, then its question. Every prompt at one
+/// context thus shares the length of its context part whatever its task and keys (the decode
+/// protocol prefills them densely as one batch), and stays within `context`.
+pub const QUESTION_ROOM: usize = 64;
+
 /// A retrieval prompt and what its answer must hold.
 #[derive(Debug, Clone)]
 pub struct RetrievalPrompt {
@@ -211,7 +217,8 @@ fn magic_needle(key: &str, value: &str) -> String {
     format!("One of the special magic numbers for {key} is: {value}.")
 }
 
-/// A prompt of `task` of exactly `context` tokens (filled with as much filler as fits), its
+/// A prompt of `task` within `context` tokens: a context part of exactly `context -`
+/// [`QUESTION_ROOM`] tokens (filled with as much filler as fits), then the question; its
 /// asked needle at `depth` (0 = start of the filler, 1 = end), everything drawn from `seed`.
 /// `haystack` is needed by the tasks whose filler is book text.
 pub fn retrieval_prompt(
@@ -267,24 +274,30 @@ The special magic number for {asked} mentioned in the provided text is"
     let question_tokens = encode(&question)?;
     let needle_tokens: Vec<(f64, Vec<u32>)> =
         needles.iter().map(|(d, n)| Ok((*d, encode(&format!(" {n}"))?))).collect::<ModelResult<_>>()?;
-    let fixed =
-        intro.len() + question_tokens.len() + needle_tokens.iter().map(|(_, t)| t.len()).sum::<usize>();
-    if fixed + 16 > context {
+    if question_tokens.len() > QUESTION_ROOM {
         return Err(ModelError::Eval(format!(
-            "a {task} prompt needs more than {context} tokens ({fixed} without filler); use a longer context"
+            "a {task} question has {} tokens, more than the {QUESTION_ROOM} a prompt keeps for it",
+            question_tokens.len()
         )));
     }
-    // Filler pieces until the context is full; the end of the first piece that does not fit
-    // opens the filler, so that every prompt has exactly `context` tokens (and the prompts
-    // of a row run as one batch).
+    let fixed = intro.len() + needle_tokens.iter().map(|(_, t)| t.len()).sum::<usize>();
+    let part = context.saturating_sub(QUESTION_ROOM);
+    if fixed + 16 > part {
+        return Err(ModelError::Eval(format!(
+            "a {task} prompt needs more than {context} tokens ({} without filler); use a longer context",
+            fixed + QUESTION_ROOM
+        )));
+    }
+    // Filler pieces until the context part is full; the end of the first piece that does not
+    // fit opens the filler, so that every context part has exactly `part` tokens.
     let mut pieces: Vec<Vec<u32>> = Vec::new();
     let mut front: Option<Vec<u32>> = None;
     let mut used = fixed;
     let mut push = |piece: Vec<u32>| {
-        if used + piece.len() > context {
-            let gap = context - used;
+        if used + piece.len() > part {
+            let gap = part - used;
             front = (gap > 0).then(|| piece[piece.len() - gap..].to_vec());
-            used = context;
+            used = part;
             return false;
         }
         used += piece.len();

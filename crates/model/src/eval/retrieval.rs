@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use burn_sparse_attn_core::Attention;
+use burn_sparse_attn_core::{Attention, KvCache};
 use serde::Serialize;
 
 use super::needles::{answer_holds, retrieval_prompt, Haystack, RetrievalPrompt, RetrievalTask};
@@ -12,7 +12,7 @@ use super::score::Protocol;
 use super::suite::{settings, MethodKind, Preset, SweepOptions};
 use crate::error::{ModelError, ModelResult};
 use crate::generate::{GenerationConfig, PromptFeed};
-use crate::llama::{AttentionPlan, Llama};
+use crate::llama::{token_batch, AttentionPlan, Llama};
 use crate::tokenizer::GgufTokenizer;
 
 /// What a retrieval sweep runs: every task, for every method setting (see [`settings`]),
@@ -21,7 +21,7 @@ use crate::tokenizer::GgufTokenizer;
 pub struct RetrievalSweep {
     /// The tasks.
     pub tasks: Vec<RetrievalTask>,
-    /// Prompt lengths in tokens.
+    /// Prompt lengths in tokens, at most (see [`retrieval_prompt`]).
     pub contexts: Vec<usize>,
     /// Where the asked needle sits (0 = start of the filler, 1 = end).
     pub depths: Vec<f64>,
@@ -42,6 +42,10 @@ pub struct RetrievalSweep {
     pub protocol: Protocol,
     /// Seed of the prompts (keys, values, filler places).
     pub seed: u64,
+    /// The most prompts run as one batch (see [`prompt_batches`]). The decode protocol
+    /// keeps a task's densely prefilled caches for the whole sweep of methods: about
+    /// `prompts x context x 46 KB` for SmolLM2-135M in f32.
+    pub batch: usize,
 }
 
 impl RetrievalSweep {
@@ -58,6 +62,9 @@ impl RetrievalSweep {
     pub fn check(&self, tokenizer: &GgufTokenizer, haystack: Option<&Haystack>) -> ModelResult<()> {
         if self.trials == 0 {
             return Err(ModelError::Eval("a retrieval sweep needs at least one trial".into()));
+        }
+        if self.batch == 0 {
+            return Err(ModelError::Eval("a retrieval sweep needs batches of at least one prompt".into()));
         }
         for &task in &self.tasks {
             for &context in &self.contexts {
@@ -79,7 +86,8 @@ pub struct RetrievalRow {
     pub preset: Preset,
     /// How the prompt met the method.
     pub protocol: Protocol,
-    /// Prompt length in tokens.
+    /// Prompt length in tokens, at most: the context part has `context -`
+    /// [`super::needles::QUESTION_ROOM`] tokens, the question follows.
     pub context: usize,
     /// Sparsity factor (1 for dense).
     pub sparsity: f64,
@@ -93,12 +101,17 @@ pub struct RetrievalRow {
     pub found: usize,
     /// `found / trials`.
     pub accuracy: f64,
-    /// Wall time of the row.
+    /// Wall time of the row: its share (one depth's) of the time its method setting took
+    /// over the task's prompts, which run in batches across depths.
     pub seconds: f64,
 }
 
 /// Runs `sweep` (`haystack` feeds the tasks with book filler), calling `on_row` as each row
 /// is measured. The model is left with dense attention.
+///
+/// A task's prompts at one context run in batches of up to `sweep.batch` (see
+/// [`prompt_batches`]); under the decode protocol their contexts are prefilled densely once,
+/// and every method setting decodes from copies of those caches.
 pub fn retrieval_sweep<B: Backend>(
     model: &mut Llama<B>,
     tokenizer: &GgufTokenizer,
@@ -111,33 +124,59 @@ pub fn retrieval_sweep<B: Backend>(
     let dense = model.build_attention(&AttentionPlan::dense(), device)?;
     let mut rows = Vec::new();
     for &context in &sweep.contexts {
+        let mut runs = Vec::new();
+        for setting in settings(&sweep.methods, &sweep.sparsities, &sweep.presets) {
+            let configured = setting.configure(&model.config, context, &sweep.options)?;
+            let attention = model.build_attention(&configured.plan, device)?;
+            runs.push((setting, configured, attention));
+        }
         for (t, &task) in sweep.tasks.iter().enumerate() {
+            // Depth-major: the prompts of depth `d` are `d * trials..(d + 1) * trials`.
             let mut prompts = Vec::new();
             for (d, &depth) in sweep.depths.iter().enumerate() {
-                let trials = (0..sweep.trials).map(|trial| {
+                for trial in 0..sweep.trials {
                     let seed =
                         sweep.seed ^ ((t * 1_000_003 + d * 1009 + trial) as u64).wrapping_mul(0x9e37_79b9);
-                    retrieval_prompt(task, tokenizer, haystack, context, depth, seed)
-                });
-                prompts.push(trials.collect::<ModelResult<Vec<_>>>()?);
+                    prompts.push(retrieval_prompt(task, tokenizer, haystack, context, depth, seed)?);
+                }
             }
-            for setting in settings(&sweep.methods, &sweep.sparsities, &sweep.presets) {
-                let configured = setting.configure(&model.config, context, &sweep.options)?;
-                let attention = model.build_attention(&configured.plan, device)?;
-                for (&depth, prompts) in sweep.depths.iter().zip(&prompts) {
-                    let start = Instant::now();
-                    let answers = match sweep.protocol {
-                        Protocol::SparsePrefill => {
-                            model.use_attention(attention.clone());
-                            answer_batch(model, tokenizer, prompts)?
-                        }
-                        protocol => prompts
-                            .iter()
-                            .map(|prompt| answer(model, tokenizer, prompt, &dense, &attention, protocol))
-                            .collect::<ModelResult<Vec<_>>>()?,
+            let batches = prompt_batches(&prompts, sweep.protocol, sweep.batch);
+            let prefilled = match sweep.protocol {
+                Protocol::SparsePrefill => Vec::new(),
+                Protocol::DensePrefillSparseDecode { .. } => {
+                    model.use_attention(dense.clone());
+                    let contexts = |batch: &Vec<usize>| -> Vec<Vec<u32>> {
+                        batch.iter().map(|&i| prompts[i].context.clone()).collect()
                     };
-                    let found =
-                        prompts.iter().zip(&answers).filter(|(p, a)| answer_holds(a, &p.answers)).count();
+                    batches
+                        .iter()
+                        .map(|b| prefill_contexts(model, &contexts(b)))
+                        .collect::<ModelResult<_>>()?
+                }
+            };
+            for (setting, configured, attention) in &runs {
+                let start = Instant::now();
+                model.use_attention(attention.clone());
+                let mut answers = vec![String::new(); prompts.len()];
+                for (b, batch) in batches.iter().enumerate() {
+                    let asked: Vec<RetrievalPrompt> = batch.iter().map(|&i| prompts[i].clone()).collect();
+                    let texts = match sweep.protocol {
+                        Protocol::SparsePrefill => answer_batch(model, tokenizer, &asked)?,
+                        Protocol::DensePrefillSparseDecode { .. } => {
+                            let mut caches: Vec<KvCache<B>> = prefilled[b].clone();
+                            answer_after(model, tokenizer, &mut caches, &asked)?
+                        }
+                    };
+                    batch.iter().zip(texts).for_each(|(&i, text)| answers[i] = text);
+                }
+                let seconds = start.elapsed().as_secs_f64() / sweep.depths.len() as f64;
+                for (d, &depth) in sweep.depths.iter().enumerate() {
+                    let at = d * sweep.trials..(d + 1) * sweep.trials;
+                    let found = prompts[at.clone()]
+                        .iter()
+                        .zip(&answers[at])
+                        .filter(|(p, a)| answer_holds(a, &p.answers))
+                        .count();
                     let row = RetrievalRow {
                         task,
                         method: setting.method,
@@ -147,10 +186,10 @@ pub fn retrieval_sweep<B: Backend>(
                         sparsity: configured.sparsity,
                         keys_per_query: configured.keys_per_query,
                         depth,
-                        trials: prompts.len(),
+                        trials: sweep.trials,
                         found,
-                        accuracy: found as f64 / prompts.len() as f64,
-                        seconds: start.elapsed().as_secs_f64(),
+                        accuracy: found as f64 / sweep.trials as f64,
+                        seconds,
                     };
                     on_row(&row);
                     rows.push(row);
@@ -160,6 +199,57 @@ pub fn retrieval_sweep<B: Backend>(
     }
     model.use_attention(dense);
     Ok(rows)
+}
+
+/// Indices of `prompts` in batches of at most `batch` that can run together under
+/// `protocol`: whole prompts of one length for sparse prefill, contexts of one length for
+/// the decode protocol (its rows decode their questions in lockstep, whatever their
+/// lengths). Groups in first-seen order.
+pub fn prompt_batches(prompts: &[RetrievalPrompt], protocol: Protocol, batch: usize) -> Vec<Vec<usize>> {
+    let length = |p: &RetrievalPrompt| match protocol {
+        Protocol::SparsePrefill => p.context.len() + p.question.len(),
+        Protocol::DensePrefillSparseDecode { .. } => p.context.len(),
+    };
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, prompt) in prompts.iter().enumerate() {
+        let len = length(prompt);
+        match groups.iter_mut().find(|(l, _)| *l == len) {
+            Some((_, group)) => group.push(i),
+            None => groups.push((len, vec![i])),
+        }
+    }
+    groups
+        .into_iter()
+        .flat_map(|(_, group)| group.chunks(batch.max(1)).map(<[usize]>::to_vec).collect::<Vec<_>>())
+        .collect()
+}
+
+/// KV caches of `contexts` (one length) prefilled as one batch by the attention the model
+/// holds, handed over for another method to continue.
+pub fn prefill_contexts<B: Backend>(model: &Llama<B>, contexts: &[Vec<u32>]) -> ModelResult<Vec<KvCache<B>>> {
+    let mut caches = model.new_caches();
+    model.hidden(token_batch(contexts, &model.embedding.device())?, &mut caches)?;
+    caches.iter_mut().for_each(KvCache::hand_over);
+    Ok(caches)
+}
+
+/// The greedy answers to `prompts`, whose contexts `caches` hold (one batch row each, see
+/// [`prefill_contexts`]), each question fed one decode step at a time by the attention the
+/// model holds, the rows in lockstep.
+pub fn answer_after<B: Backend>(
+    model: &Llama<B>,
+    tokenizer: &GgufTokenizer,
+    caches: &mut [KvCache<B>],
+    prompts: &[RetrievalPrompt],
+) -> ModelResult<Vec<String>> {
+    let questions: Vec<Vec<u32>> = prompts.iter().map(|p| p.question.clone()).collect();
+    let longest = prompts.iter().map(RetrievalPrompt::answer_tokens).max().unwrap_or(1);
+    let generated = model.greedy_batch_after(caches, &questions, longest)?;
+    prompts
+        .iter()
+        .zip(generated)
+        .map(|(prompt, tokens)| tokenizer.decode(&tokens[..prompt.answer_tokens()]))
+        .collect()
 }
 
 /// The greedy answers to `prompts` (of one length: [`retrieval_prompt`] makes them so) with
@@ -197,10 +287,7 @@ pub fn answer<B: Backend>(
         }
         Protocol::DensePrefillSparseDecode { .. } => {
             model.use_attention(dense.to_vec());
-            let mut caches = model.new_caches();
-            let device = model.embedding.device();
-            model.hidden(crate::llama::token_ids(&prompt.context, &device), &mut caches)?;
-            caches.iter_mut().for_each(|cache| cache.hand_over());
+            let mut caches = prefill_contexts(model, &[prompt.context.clone()])?;
             model.use_attention(attention.to_vec());
             model.generate_after(&mut caches, &prompt.question, PromptFeed::Decode, &config, |_| true)?
         }

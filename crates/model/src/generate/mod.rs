@@ -4,6 +4,7 @@
 //! end-of-sequence token, after `max_new_tokens`, at the model's context, or when the
 //! callback says so.
 
+mod batch;
 pub mod chat;
 pub mod sampling;
 pub mod stream;
@@ -12,7 +13,6 @@ use std::time::Instant;
 
 use burn::config::Config;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::error::{ModelError, ModelResult};
@@ -171,46 +171,7 @@ impl<B: Backend> Llama<B> {
         })
     }
 
-    /// Greedy continuations of `prompts`, which must all have the same length, run as one
-    /// batch (prefill, then one decode step per token for the whole batch): `max_new_tokens`
-    /// tokens each, no stop tokens, past the model's context if need be. Evaluations use it
-    /// to run many prompts at the cost of about one.
-    pub fn greedy_batch(&self, prompts: &[Vec<u32>], max_new_tokens: usize) -> ModelResult<Vec<Vec<u32>>> {
-        let (batch, len) = (prompts.len(), prompts.first().map_or(0, Vec::len));
-        if batch == 0 || prompts.iter().any(|p| p.len() != len) {
-            return Err(ModelError::Generation(
-                "a batch needs at least one prompt, every prompt of the same length".into(),
-            ));
-        }
-        for prompt in prompts {
-            self.check_prompt(prompt, 0, true)?;
-        }
-        let device = self.embedding.device();
-        let ids = |tokens: Vec<u32>, len: usize| {
-            let ids: Vec<i64> = tokens.into_iter().map(i64::from).collect();
-            Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, len]), &device)
-        };
-        let mut caches = self.new_caches();
-        let mut input = ids(prompts.concat(), len);
-        let mut generated = vec![Vec::with_capacity(max_new_tokens); batch];
-        for _ in 0..max_new_tokens {
-            let hidden = self.hidden(input, &mut caches)?;
-            let [_, t, d] = hidden.dims();
-            let last = self.logits(hidden.slice([0..batch, t - 1..t, 0..d]));
-            let next: Vec<i64> = last
-                .argmax(2)
-                .into_data()
-                .convert::<i64>()
-                .to_vec()
-                .map_err(|e| ModelError::Generation(format!("reading the next tokens: {e:?}")))?;
-            let next: Vec<u32> = next.into_iter().map(|t| t as u32).collect();
-            generated.iter_mut().zip(&next).for_each(|(tokens, &t)| tokens.push(t));
-            input = ids(next, 1);
-        }
-        Ok(generated)
-    }
-
-    fn check_prompt(&self, prompt: &[u32], cached: usize, past_context: bool) -> ModelResult<()> {
+    pub(crate) fn check_prompt(&self, prompt: &[u32], cached: usize, past_context: bool) -> ModelResult<()> {
         let (context, vocab) = (self.config.context_length, self.config.vocab_size);
         if prompt.is_empty() {
             return Err(ModelError::Generation("the prompt has no tokens".into()));

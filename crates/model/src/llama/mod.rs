@@ -7,6 +7,7 @@ mod rope;
 
 pub use config::LlamaConfig;
 pub use model::{
-    layer_attention, token_ids, AttentionInputs, AttentionPlan, LayerMethod, Llama, LlamaLayer, RmsNorm,
+    layer_attention, token_batch, token_ids, AttentionInputs, AttentionPlan, LayerMethod, Llama, LlamaLayer,
+    RmsNorm,
 };
 pub use rope::apply_rope;

@@ -326,6 +326,19 @@ pub fn token_ids<B: Backend>(tokens: &[u32], device: &B::Device) -> Tensor<B, 2,
     Tensor::from_data(TensorData::new(ids, [1, tokens.len()]), device)
 }
 
+/// `rows` of one length as a batch, `[rows, len]`, on `device`; errors when their lengths
+/// differ.
+pub fn token_batch<B: Backend>(rows: &[Vec<u32>], device: &B::Device) -> ModelResult<Tensor<B, 2, Int>> {
+    let len = rows.first().map_or(0, Vec::len);
+    if rows.is_empty() || rows.iter().any(|r| r.len() != len) {
+        return Err(ModelError::Generation(
+            "a batch needs at least one prompt, every prompt of the same length".into(),
+        ));
+    }
+    let ids: Vec<i64> = rows.iter().flatten().map(|&t| t as i64).collect();
+    Ok(Tensor::from_data(TensorData::new(ids, [rows.len(), len]), device))
+}
+
 /// The index of the first of `flags` (one-element tensors, 0 or 1) that is 0, read back
 /// from the device at once.
 fn first_false<B: Backend>(flags: Vec<Tensor<B, 1, Int>>) -> Option<usize> {

@@ -86,7 +86,7 @@ fn retrieval_sweep_counts_what_each_method_finds_under_both_protocols() {
         let sweep = RetrievalSweep {
             tasks: vec![RetrievalTask::Passkey],
             contexts: vec![256],
-            depths: vec![0.2],
+            depths: vec![0.2, 0.3],
             sparsities: vec![1.0, 3.0],
             methods: vec![MethodKind::Streaming],
             presets: vec![Preset::EqualBudget],
@@ -94,18 +94,28 @@ fn retrieval_sweep_counts_what_each_method_finds_under_both_protocols() {
             options: SweepOptions::default(),
             protocol,
             seed: 1,
+            // Four prompts per setting in batches of three and one, across depths.
+            batch: 3,
         };
         let rows =
             retrieval_sweep(&mut model, &tokenizer, None, &sweep, &Default::default(), |_| {}).unwrap();
         assert_eq!(rows.len(), sweep.rows());
         let found: Vec<(usize, usize)> = rows.iter().map(|r| (r.found, r.keys_per_query)).collect();
-        // Dense and a window covering the prompt find both keys; a window of a third cannot
-        // see a needle at 20% depth, whether it reads the prompt or only the question.
-        assert_eq!(found, vec![(2, 256), (2, 256), (0, 96)], "{protocol:?}: {rows:?}");
+        // Dense and a window covering the prompt find both keys at both depths; a window of a
+        // third cannot see a needle at 20-30% depth, whether it reads the prompt or only the
+        // question.
+        let expected = [(2, 256), (2, 256), (2, 256), (2, 256), (0, 96), (0, 96)];
+        assert_eq!(found, expected, "{protocol:?}: {rows:?}");
         assert!(rows.iter().all(|r| r.protocol == protocol));
 
         let none = RetrievalSweep { trials: 0, ..sweep.clone() };
         assert!(none.check(&tokenizer, None).unwrap_err().to_string().contains("at least one trial"));
+        let unbatched = RetrievalSweep { batch: 0, ..sweep.clone() };
+        assert!(unbatched
+            .check(&tokenizer, None)
+            .unwrap_err()
+            .to_string()
+            .contains("batches of at least one"));
         let books = RetrievalSweep { tasks: vec![RetrievalTask::MultiKey], ..sweep.clone() };
         assert!(books.check(&tokenizer, None).unwrap_err().to_string().contains("haystack"));
         let short = RetrievalSweep { contexts: vec![40], ..sweep };

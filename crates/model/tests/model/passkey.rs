@@ -1,14 +1,18 @@
 //! Retrieval on SmolLM2-135M-Instruct: dense attention solves every task at 1K tokens and
-//! answers the same under both protocols; a batch answers as its prompts do one at a time; a
+//! answers the same under both protocols; a batch answers as its prompts do one at a time
+//! (under both protocols, questions of different lengths decoded in lockstep); a
 //! method that keeps the needle's keys finds a passkey too; a sliding window that drops them
 //! cannot. Needs the model (see golden_logits.rs).
 
 use crate::common::dense_model;
-use burn_sparse_attn_core::{
-    AttentionConfig, HipAttentionConfig, OracleTopKConfig, StreamingAttentionConfig,
+use burn_sparse_attn_core::{AttentionConfig, OracleTopKConfig, StreamingAttentionConfig};
+use burn_sparse_attn_model::eval::retrieval::{
+    answer, answer_after, answer_batch, prefill_contexts, prompt_batches,
 };
-use burn_sparse_attn_model::eval::retrieval::{answer, answer_batch};
-use burn_sparse_attn_model::eval::{answer_holds, retrieval_prompt, Haystack, Protocol, RetrievalTask};
+use burn_sparse_attn_model::eval::{
+    answer_holds, retrieval_prompt, Haystack, MethodKind, Preset, Protocol, RetrievalTask, Setting,
+    SweepOptions, QUESTION_ROOM,
+};
 use burn_sparse_attn_model::AttentionPlan;
 
 const DECODE: Protocol = Protocol::DensePrefillSparseDecode { decoded: 1 };
@@ -25,7 +29,8 @@ fn passkey_is_found_unless_the_attention_drops_it() {
     let device = Default::default();
     let (mut model, tokenizer) = dense_model();
     let prompt = retrieval_prompt(RetrievalTask::Passkey, &tokenizer, None, 512, 0.1, 4).unwrap();
-    assert_eq!(prompt.tokens().len(), 512);
+    assert_eq!(prompt.context.len(), 512 - QUESTION_ROOM);
+    assert!(prompt.tokens().len() <= 512);
     let dense = model.build_attention(&AttentionPlan::dense(), &device).unwrap();
     let mut found = |config: AttentionConfig, protocol| {
         let attention = model.build_attention(&AttentionPlan::new(config, vec![]), &device).unwrap();
@@ -59,9 +64,14 @@ fn dense_solves_every_task_at_1k_under_both_protocols() {
                 retrieval_prompt(task, &tokenizer, Some(&haystack), 1024, depth, seed).unwrap()
             })
             .collect();
-        assert!(prompts.iter().all(|p| p.tokens().len() == 1024), "{task}");
+        assert!(prompts.iter().all(|p| p.context.len() == 1024 - QUESTION_ROOM), "{task}");
         model.use_attention(dense.clone());
-        let texts = answer_batch(&model, &tokenizer, &prompts).unwrap();
+        let mut texts = vec![String::new(); prompts.len()];
+        for batch in prompt_batches(&prompts, Protocol::SparsePrefill, 4) {
+            let asked: Vec<_> = batch.iter().map(|&i| prompts[i].clone()).collect();
+            let answers = answer_batch(&model, &tokenizer, &asked).unwrap();
+            batch.into_iter().zip(answers).for_each(|(i, text)| texts[i] = text);
+        }
         let answered: Vec<_> = prompts
             .into_iter()
             .zip(texts)
@@ -98,27 +108,60 @@ fn a_batch_answers_as_its_prompts_do_one_at_a_time() {
     let device = Default::default();
     let (mut model, tokenizer) = dense_model();
     let haystack = haystack();
+    // Questions of three lengths over contexts of one: one batch when decoding (the rows
+    // decode their questions in lockstep), a batch per prompt length when prefilling.
     let prompts: Vec<_> =
         [(RetrievalTask::Passkey, 1), (RetrievalTask::MultiKey, 2), (RetrievalTask::Distractors, 3)]
             .into_iter()
             .map(|(task, seed)| retrieval_prompt(task, &tokenizer, Some(&haystack), 384, 0.3, seed).unwrap())
             .collect();
+    let lengths: Vec<usize> = prompts.iter().map(|p| p.question.len()).collect();
+    assert!(lengths[0] < lengths[1] && lengths[0] < lengths[2], "{lengths:?}");
     let dense = model.build_attention(&AttentionPlan::dense(), &device).unwrap();
-    let oracle = AttentionConfig::OracleTopK(OracleTopKConfig::new().with_heavy(64.0));
-    let hip =
-        AttentionConfig::Hip(HipAttentionConfig::new().with_mask_k(64).with_block_size_q(32).with_window(32));
-    for plan in
-        [AttentionPlan::dense(), AttentionPlan::new(oracle, vec![0]), AttentionPlan::new(hip, vec![0])]
-    {
+    let options = SweepOptions { dense_layers: vec![0], ..Default::default() };
+    let methods =
+        [MethodKind::Dense, MethodKind::OracleTopK, MethodKind::Hip, MethodKind::Hash, MethodKind::Quest];
+    for method in methods {
+        let setting = Setting { method, preset: Preset::EqualBudget, sparsity: 4.0 };
+        let plan = setting.configure(&model.config, 384, &options).unwrap().plan;
         let attention = model.build_attention(&plan, &device).unwrap();
-        model.use_attention(attention.clone());
-        let batch = answer_batch(&model, &tokenizer, &prompts).unwrap();
-        for (prompt, batched) in prompts.iter().zip(&batch) {
-            let single =
-                answer(&mut model, &tokenizer, prompt, &dense, &attention, Protocol::SparsePrefill).unwrap();
-            assert_eq!(batched, &single, "{:?}", plan.default.kind());
+        let protocols = match method {
+            MethodKind::Dense | MethodKind::OracleTopK | MethodKind::Hip => {
+                vec![Protocol::SparsePrefill, DECODE]
+            }
+            _ => vec![DECODE],
+        };
+        for protocol in protocols {
+            let batches = prompt_batches(&prompts, protocol, 8);
+            let expected =
+                if protocol == DECODE { vec![vec![0, 1, 2]] } else { vec![vec![0], vec![1], vec![2]] };
+            assert_eq!(batches, expected, "{protocol:?}");
+            for batch in batches {
+                let asked: Vec<_> = batch.iter().map(|&i| prompts[i].clone()).collect();
+                let answers = if protocol == DECODE {
+                    let contexts: Vec<_> = asked.iter().map(|p| p.context.clone()).collect();
+                    model.use_attention(dense.clone());
+                    let mut caches = prefill_contexts(&model, &contexts).unwrap();
+                    model.use_attention(attention.clone());
+                    answer_after(&model, &tokenizer, &mut caches, &asked).unwrap()
+                } else {
+                    model.use_attention(attention.clone());
+                    answer_batch(&model, &tokenizer, &asked).unwrap()
+                };
+                for (prompt, batched) in asked.iter().zip(&answers) {
+                    let single =
+                        answer(&mut model, &tokenizer, prompt, &dense, &attention, protocol).unwrap();
+                    assert_eq!(batched, &single, "{method} {protocol:?}");
+                }
+            }
         }
     }
-    let uneven = [prompts[0].tokens(), prompts[1].tokens()[1..].to_vec()];
+    let uneven = [prompts[0].tokens(), prompts[1].tokens()];
     assert!(model.greedy_batch(&uneven, 2).unwrap_err().to_string().contains("same length"));
+    let mut caches = prefill_contexts(&model, &[prompts[0].context.clone()]).unwrap();
+    let two_rows = [prompts[0].question.clone(), prompts[1].question.clone()];
+    let error = model.greedy_batch_after(&mut caches, &two_rows, 2).unwrap_err().to_string();
+    assert!(error.contains("batch Some(1)") && error.contains("2 rows"), "{error}");
+    let error = model.greedy_batch_after(&mut caches, &[vec![]], 2).unwrap_err().to_string();
+    assert!(error.contains("no tokens"), "{error}");
 }
