@@ -287,7 +287,7 @@ pub fn answer<B: Backend>(
         }
         Protocol::DensePrefillSparseDecode { .. } => {
             model.use_attention(dense.to_vec());
-            let mut caches = prefill_contexts(model, &[prompt.context.clone()])?;
+            let mut caches = prefill_contexts(model, std::slice::from_ref(&prompt.context))?;
             model.use_attention(attention.to_vec());
             model.generate_after(&mut caches, &prompt.question, PromptFeed::Decode, &config, |_| true)?
         }
