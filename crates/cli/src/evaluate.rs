@@ -195,13 +195,14 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
         let mut progress = Progress::new("retrieval", sweep.rows());
         results.retrieval = retrieval_sweep(&mut model, &tokenizer, Some(&haystack), &sweep, &device, |r| {
             progress.step(format!(
-                "{} {} at {} depth {}: {}/{}",
+                "{} {} at {} depth {}: {}/{} ({:.1} s)",
                 r.task,
                 label(r.method, r.preset, r.sparsity),
                 r.context,
                 r.depth,
                 r.found,
-                r.trials
+                r.trials,
+                r.seconds
             ))
         })?;
         drop(progress);
