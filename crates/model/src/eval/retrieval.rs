@@ -101,8 +101,12 @@ pub struct RetrievalRow {
     pub found: usize,
     /// `found / trials`.
     pub accuracy: f64,
+    /// The greedy answers, one per prompt (to see how a method fails, or dense does).
+    pub answers: Vec<String>,
     /// Wall time of the row: its share (one depth's) of the time its method setting took
-    /// over the task's prompts, which run in batches across depths.
+    /// over the task's prompts, which run in batches across depths, and of the dense
+    /// prefill those settings share under the decode protocol. A sweep's rows add up to
+    /// its time.
     pub seconds: f64,
 }
 
@@ -141,6 +145,7 @@ pub fn retrieval_sweep<B: Backend>(
                 }
             }
             let batches = prompt_batches(&prompts, sweep.protocol, sweep.batch);
+            let start = Instant::now();
             let prefilled = match sweep.protocol {
                 Protocol::SparsePrefill => Vec::new(),
                 Protocol::DensePrefillSparseDecode { .. } => {
@@ -154,6 +159,8 @@ pub fn retrieval_sweep<B: Backend>(
                         .collect::<ModelResult<_>>()?
                 }
             };
+            // The shared dense prefill, spread over the task's rows.
+            let shared = start.elapsed().as_secs_f64() / runs.len() as f64;
             for (setting, configured, attention) in &runs {
                 let start = Instant::now();
                 model.use_attention(attention.clone());
@@ -169,12 +176,12 @@ pub fn retrieval_sweep<B: Backend>(
                     };
                     batch.iter().zip(texts).for_each(|(&i, text)| answers[i] = text);
                 }
-                let seconds = start.elapsed().as_secs_f64() / sweep.depths.len() as f64;
+                let seconds = (shared + start.elapsed().as_secs_f64()) / sweep.depths.len() as f64;
                 for (d, &depth) in sweep.depths.iter().enumerate() {
                     let at = d * sweep.trials..(d + 1) * sweep.trials;
                     let found = prompts[at.clone()]
                         .iter()
-                        .zip(&answers[at])
+                        .zip(&answers[at.clone()])
                         .filter(|(p, a)| answer_holds(a, &p.answers))
                         .count();
                     let row = RetrievalRow {
@@ -189,6 +196,7 @@ pub fn retrieval_sweep<B: Backend>(
                         trials: sweep.trials,
                         found,
                         accuracy: found as f64 / sweep.trials as f64,
+                        answers: answers[at].to_vec(),
                         seconds,
                     };
                     on_row(&row);

@@ -107,6 +107,7 @@ fn retrieval_sweep_counts_what_each_method_finds_under_both_protocols() {
         let expected = [(2, 256), (2, 256), (2, 256), (2, 256), (0, 96), (0, 96)];
         assert_eq!(found, expected, "{protocol:?}: {rows:?}");
         assert!(rows.iter().all(|r| r.protocol == protocol));
+        assert!(rows.iter().all(|r| r.answers.len() == r.trials && r.seconds > 0.0), "{rows:?}");
 
         let none = RetrievalSweep { trials: 0, ..sweep.clone() };
         assert!(none.check(&tokenizer, None).unwrap_err().to_string().contains("at least one trial"));
