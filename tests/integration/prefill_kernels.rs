@@ -1,5 +1,5 @@
 //! The prefill kernels against the reference path: the tiled attention kernel (dense causal;
-//! sink + window + chosen key blocks; HiP end to end) and the counting sort (HyperAttention's
+//! sink + window + chosen key blocks; HiP end to end, and HiP decoding over a reused mask) and the counting sort (HyperAttention's
 //! LSH order; HyperAttention end to end). Sizes are odd on purpose: query blocks that are
 //! not multiples of the kernel's query tile, key blocks cut by the context's end, value dims
 //! above one unit per dimension, GQA 1, 3, 4.
@@ -8,11 +8,12 @@ use std::collections::BTreeSet;
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use burn_sparse_attn::kernels::{self, BlockSizes, KernelWindow};
+use burn_sparse_attn::methods::CachedMask;
 use burn_sparse_attn::rng::SplitMix64;
-use burn_sparse_attn::select::{hip_mask, stable_order};
+use burn_sparse_attn::select::{hip_mask, sink_selection, stable_order, window_selection};
 use burn_sparse_attn::{
     dense_attention, gather_attention, AttentionMethod, AttnOptions, HipAttentionConfig,
-    HyperAttentionConfig, KeySelection,
+    HyperAttentionConfig, KeySelection, KvCache, QueryPositions,
 };
 
 use crate::kernels::{assert_attention_close, assert_close, floats, pair, Ref};
@@ -267,6 +268,71 @@ fn hip_matches_reference<G: Backend>(device: &G::Device, tolerance: f32, exact_m
     }
 }
 
+/// HiP decoding: steps that reuse the cached mask (the block kernel on a CubeCL backend)
+/// equal attention over the union of sink, the cached mask's keys and the widened window
+/// on the same device; and (where matmuls round alike) every step, refreshes included,
+/// equals the reference backend.
+fn hip_decode_matches_reference<G: Backend>(device: &G::Device, tolerance: f32, exact_matmuls: bool) {
+    for (heads, kv_heads, query_block) in [(4, 4, 6), (3, 1, 16)] {
+        let (len, prefilled) = (230, 181);
+        let (q_ref, q) = pair::<G>([2, heads, len, 32], 71, device);
+        let (k_ref, k) = pair::<G>([2, kv_heads, len, 32], 72, device);
+        let (v_ref, v) = pair::<G>([2, kv_heads, len, 24], 73, device);
+        let config = HipAttentionConfig::new()
+            .with_mask_k(16)
+            .with_block_size_q(query_block)
+            .with_block_size_k(2)
+            .with_sink(3)
+            .with_window(10)
+            .with_refresh_interval(4);
+        let (hip, reference) =
+            (config.init::<G>(device).unwrap(), config.init::<Ref>(&Default::default()).unwrap());
+        let (mut cache, mut ref_cache) = (KvCache::new(), KvCache::new());
+        let first = |x: &Tensor<G, 4>| x.clone().narrow(2, 0, prefilled);
+        hip.prefill(first(&q), first(&k), first(&v), &mut cache).unwrap();
+        let first = |x: &Tensor<Ref, 4>| x.clone().narrow(2, 0, prefilled);
+        reference.prefill(first(&q_ref), first(&k_ref), first(&v_ref), &mut ref_cache).unwrap();
+        let mut reused = 0;
+        for i in prefilled..len {
+            let mask = cache.state::<CachedMask<G>>().unwrap().clone();
+            let step = |x: &Tensor<G, 4>| x.clone().narrow(2, i, 1);
+            let got = hip.decode(step(&q), step(&k), step(&v), &mut cache).unwrap().output;
+            let case = format!("heads {heads}/{kv_heads}, step {i}");
+            if cache.state::<CachedMask<G>>().unwrap().made_at == mask.made_at {
+                reused += 1;
+                let window = config.window.max(i + 1 - mask.range_end);
+                let positions = QueryPositions { offset: i, causal: true, kv_len: i + 1 };
+                let dims = [2, heads, 1];
+                let mut sets = vec![KeySelection { indices: mask.keys.clone(), valid: mask.valid.clone() }];
+                sets.extend(sink_selection(&positions, dims, config.sink, device));
+                sets.extend(window_selection(&positions, dims, config.sink, window, device));
+                let selection = KeySelection::union(sets, i + 1).unwrap();
+                let upto = |x: &Tensor<G, 4>| x.clone().narrow(2, 0, i + 1);
+                let expected =
+                    gather_attention(step(&q), upto(&k), upto(&v), &selection, 1.0 / 32f64.sqrt()).unwrap();
+                assert_close(
+                    &format!("{case}: vs union"),
+                    &floats(expected.output),
+                    &floats(got.clone()),
+                    tolerance,
+                );
+            }
+            if exact_matmuls {
+                let step = |x: &Tensor<Ref, 4>| x.clone().narrow(2, i, 1);
+                let expected =
+                    reference.decode(step(&q_ref), step(&k_ref), step(&v_ref), &mut ref_cache).unwrap();
+                assert_close(
+                    &format!("{case}: vs ndarray"),
+                    &floats(expected.output),
+                    &floats(got),
+                    tolerance,
+                );
+            }
+        }
+        assert!(reused > (len - prefilled) / 2, "{reused} steps reused the mask");
+    }
+}
+
 /// The counting sort gives the stable order of the reference sort, ties included.
 fn counting_order_matches_stable_sort<G: Backend>(device: &G::Device) {
     let mut rng = SplitMix64::new(23);
@@ -327,6 +393,10 @@ macro_rules! prefill_kernel_tests {
             #[test]
             fn hip_matches_reference() {
                 super::hip_matches_reference::<G>(&device(), $tolerance, $exact_matmuls);
+            }
+            #[test]
+            fn hip_decode_matches_reference() {
+                super::hip_decode_matches_reference::<G>(&device(), $tolerance, $exact_matmuls);
             }
             #[test]
             fn child_scores_match_host_rule() {

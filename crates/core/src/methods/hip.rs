@@ -62,6 +62,9 @@ pub struct CachedMask<B: Backend> {
     pub keys: Tensor<B, 4, Int>,
     /// Which entries are real, `[batch, query_heads, 1, n]`.
     pub valid: Tensor<B, 4, Bool>,
+    /// The chosen key blocks' first keys `[batch, query_heads, 1, branches]`, -1 where
+    /// none: what the block-sparse kernel reads.
+    pub block_starts: Tensor<B, 4, Int>,
     /// Keys from here on were left to the window when the mask was made.
     pub range_end: usize,
     /// Tokens in the cache when the mask was made.
@@ -163,19 +166,23 @@ impl HipAttention {
             return None;
         }
         let p = &self.params;
-        let blocks = mask.block_starts.clone().mask_fill(mask.valid.clone().bool_not(), -1);
+        let blocks = mask.kernel_blocks();
         let sizes = BlockSizes { query_block: p.block_size_q, key_block: p.block_size_k };
         let at = KernelWindow { first_position: positions.offset, sink: p.sink, window: p.window };
         kernels::block_sparse_attention(q, k, v, Some((&blocks, sizes)), at, scale)
     }
 
-    /// The selection from the cached mask, if it is recent enough for these queries.
+    /// Attention of a decode query over the cached mask, if it is recent enough: in the
+    /// block-sparse kernel on a CubeCL backend (no key lists, no sort), else over the union
+    /// of sink, mask and window.
     fn reuse<B: Backend>(
         &self,
+        (q, k, v): (&Tensor<B, 4>, &Tensor<B, 4>, &Tensor<B, 4>),
         shape: &AttnShape,
         positions: &QueryPositions,
         cache: &KvCache<B>,
-    ) -> AttnResult<Option<KeySelection<B>>> {
+        scale: f64,
+    ) -> AttnResult<Option<AttnOutput<B>>> {
         let Some(mask) = cache.state::<CachedMask<B>>() else { return Ok(None) };
         let [b, h, _, _] = mask.keys.dims();
         let fresh = shape.kv_len - mask.made_at < self.refresh_interval;
@@ -185,8 +192,18 @@ impl HipAttention {
         // Keys added since the mask was made lie past its range: widen the window to them.
         let last = positions.last_visible(0);
         let window = self.params.window.max(last + 1 - mask.range_end);
+        if kernels::kernels_active::<B>() && positions.causal {
+            let p = &self.params;
+            let sizes = BlockSizes { query_block: p.block_size_q, key_block: p.block_size_k };
+            let at = KernelWindow { first_position: positions.offset, sink: p.sink, window };
+            let blocks = Some((&mask.block_starts, sizes));
+            if let Some(out) = kernels::block_sparse_attention(q, k, v, blocks, at, scale) {
+                return Ok(Some(out));
+            }
+        }
         let selection = KeySelection { indices: mask.keys.clone(), valid: mask.valid.clone() };
-        self.union_with_sink_window(selection, positions, window).map(Some)
+        let selection = self.union_with_sink_window(selection, positions, window)?;
+        Ok(Some(gather_attention_unchecked(q.clone(), k.clone(), v.clone(), &selection, shape, scale)))
     }
 }
 
@@ -207,8 +224,8 @@ impl<B: Backend> AttentionMethod<B> for HipAttention {
             cache.set_state::<CachedMask<B>>(None);
             return dense_attention(q, k, v, &options);
         }
-        if let Some(selection) = self.reuse(&shape, &positions, cache)? {
-            return Ok(gather_attention_unchecked(q, k, v, &selection, &shape, scale));
+        if let Some(out) = self.reuse((&q, &k, &v), &shape, &positions, cache, scale)? {
+            return Ok(out);
         }
 
         let p = &self.params;
@@ -252,9 +269,11 @@ impl<B: Backend> AttentionMethod<B> for HipAttention {
 fn last_block_mask<B: Backend>(mask: &HipMask<B>, kv_len: usize) -> CachedMask<B> {
     let (keys, valid) = mask.keys();
     let blocks = keys.dims()[2];
+    let block_starts = mask.kernel_blocks();
     CachedMask {
         keys: keys.narrow(2, blocks - 1, 1),
         valid: valid.narrow(2, blocks - 1, 1),
+        block_starts: block_starts.narrow(2, blocks - 1, 1),
         range_end: *mask.range_ends.last().unwrap(),
         made_at: kv_len,
     }

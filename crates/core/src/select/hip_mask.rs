@@ -95,6 +95,12 @@ impl<B: Backend> HipMask<B> {
         self.scored.iter().map(|t| t.clone().into_scalar().elem::<i64>() as usize).sum()
     }
 
+    /// The chosen blocks' first keys `[batch, query_heads, query_blocks, branches]`, -1
+    /// where none: the block-sparse kernel's input.
+    pub fn kernel_blocks(&self) -> Tensor<B, 4, Int> {
+        self.block_starts.clone().mask_fill(self.valid.clone().bool_not(), -1)
+    }
+
     /// The mask's keys `[batch, query_heads, query_blocks, branches * block_size_k]` with
     /// their validity (a block cut by the range end loses its keys past it).
     pub fn keys(&self) -> (Tensor<B, 4, Int>, Tensor<B, 4, Bool>) {
