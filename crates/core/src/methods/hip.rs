@@ -166,10 +166,13 @@ impl HipAttention {
             return None;
         }
         let p = &self.params;
-        let blocks = mask.kernel_blocks();
-        let sizes = BlockSizes { query_block: p.block_size_q, key_block: p.block_size_k };
         let at = KernelWindow { first_position: positions.offset, sink: p.sink, window: p.window };
-        kernels::block_sparse_attention(q, k, v, Some((&blocks, sizes)), at, scale)
+        kernels::block_sparse_attention(q, k, v, Some((&mask.kernel_blocks(), self.block_sizes())), at, scale)
+    }
+
+    /// The mask's units, as the block-sparse kernel reads them.
+    fn block_sizes(&self) -> BlockSizes {
+        BlockSizes { query_block: self.params.block_size_q, key_block: self.params.block_size_k }
     }
 
     /// Attention of a decode query over the cached mask, if it is recent enough: in the
@@ -193,10 +196,8 @@ impl HipAttention {
         let last = positions.last_visible(0);
         let window = self.params.window.max(last + 1 - mask.range_end);
         if kernels::kernels_active::<B>() && positions.causal {
-            let p = &self.params;
-            let sizes = BlockSizes { query_block: p.block_size_q, key_block: p.block_size_k };
-            let at = KernelWindow { first_position: positions.offset, sink: p.sink, window };
-            let blocks = Some((&mask.block_starts, sizes));
+            let at = KernelWindow { first_position: positions.offset, sink: self.params.sink, window };
+            let blocks = Some((&mask.block_starts, self.block_sizes()));
             if let Some(out) = kernels::block_sparse_attention(q, k, v, blocks, at, scale) {
                 return Ok(Some(out));
             }
