@@ -10,10 +10,10 @@
 //! counts twice) masks them, running max and sum are kept per query, and a unit per value
 //! dimension accumulates the weighted values in registers. Accumulation is in f32.
 //!
-//! Where the runtime has tensor cores (CUDA, f16/bf16; `tensor_core_attention::available`)
-//! and the sizes fit, the same lists and rules run in [`crate::tensor_core_attention`]
-//! instead, with tiles of 64 queries; this kernel stays the path of every other runtime
-//! (wgpu) and dtype.
+//! Where the runtime has tensor cores (CUDA f16/bf16, SPIR-V cooperative matrices;
+//! `tensor_core_attention::available`) and the sizes fit, the same lists and rules run in
+//! [`crate::tensor_core_attention`] instead, with tiles of 64 queries; this kernel stays the
+//! path of every other runtime (wgpu's WGSL, lavapipe) and dtype.
 
 use burn::tensor::{DType, Shape, TensorMetadata};
 use burn_cubecl::{

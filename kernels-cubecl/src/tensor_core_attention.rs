@@ -1,5 +1,7 @@
-//! The tiled prefill attention of [`crate::block_attention`] on tensor cores (CUDA `cmma`,
-//! 16x16x16, f16 or bf16 in, f32 accumulation), for runtimes that have them.
+//! The tiled prefill attention of [`crate::block_attention`] on tensor cores (`cmma`,
+//! 16x16x16, f16 or bf16 in, f32 accumulation), for runtimes that have them: CUDA, and
+//! wgpu compiled to SPIR-V where the Vulkan driver has cooperative matrices (feature
+//! `vulkan`; measured on NVIDIA's, f16).
 //!
 //! One cube of [`PLANES`] planes of 32 units per tile of [`QUERIES`] queries of one head;
 //! each plane owns 16 queries. The tile's key list (sink, the union of its queries'

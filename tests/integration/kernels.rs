@@ -387,3 +387,10 @@ kernel_tests!(cuda, burn::backend::Cuda, Default::default(), 1e-4, false);
 fn cuda_f16_sparse_attention_matches_reference_gather() {
     sparse_attention_matches_gather::<burn::backend::Cuda<burn::tensor::f16>>(&Default::default(), 2e-2);
 }
+
+/// Half precision under wgpu compiled to SPIR-V (feature `vulkan`, a GPU with f16 shaders).
+#[cfg(feature = "vulkan")]
+#[test]
+fn vulkan_f16_sparse_attention_matches_reference_gather() {
+    sparse_attention_matches_gather::<burn::backend::Wgpu<burn::tensor::f16>>(&Default::default(), 2e-2);
+}

@@ -469,3 +469,35 @@ fn cuda_half_precision_prefill_uses_tensor_cores() {
     assert!(kernels::prefill_on_tensor_cores::<burn::backend::Cuda>(&device, DType::BF16));
     assert!(!kernels::prefill_on_tensor_cores::<burn::backend::Cuda>(&device, DType::F32));
 }
+
+/// Half precision under wgpu compiled to SPIR-V (feature `vulkan`: a GPU with f16 shaders
+/// and cooperative matrices, such as NVIDIA's Vulkan driver): the prefill kernels take the
+/// tensor-core path there, as on CUDA.
+#[cfg(feature = "vulkan")]
+mod vulkan_f16 {
+    use super::*;
+    type G = burn::backend::Wgpu<burn::tensor::f16>;
+
+    #[test]
+    fn block_attention_matches_host_key_lists() {
+        block_attention_matches_key_lists::<G>(&Default::default(), 2e-2);
+    }
+
+    #[test]
+    fn dense_attention_matches_reference() {
+        super::dense_attention_matches_reference::<G>(&Default::default(), 2e-2);
+    }
+
+    #[test]
+    fn child_scores_match_host_rule() {
+        child_scores_match_host::<G>(&Default::default(), 2e-2);
+    }
+
+    #[test]
+    fn half_precision_prefill_uses_tensor_cores() {
+        use burn::tensor::DType;
+        let device = Default::default();
+        assert!(kernels::prefill_on_tensor_cores::<G>(&device, DType::F16));
+        assert!(!kernels::prefill_on_tensor_cores::<G>(&device, DType::F32));
+    }
+}

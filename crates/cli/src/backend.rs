@@ -1,4 +1,5 @@
-//! The backend the CLI runs on, chosen by cargo feature: `cuda`, else `wgpu`, else ndarray.
+//! The backend the CLI runs on, chosen by cargo feature: `cuda`, else `wgpu` (`vulkan`: wgpu
+//! compiled to SPIR-V), else ndarray.
 
 #[cfg(feature = "cuda")]
 pub type Backend = burn::backend::Cuda;
@@ -13,6 +14,8 @@ pub type Backend = burn::backend::NdArray<f32>;
 pub fn name() -> &'static str {
     if cfg!(feature = "cuda") {
         "cuda"
+    } else if cfg!(feature = "vulkan") {
+        "wgpu (SPIR-V on Vulkan)"
     } else if cfg!(feature = "wgpu") {
         "wgpu"
     } else {

@@ -75,7 +75,8 @@ pub fn kernel_launches() -> u64 {
 }
 
 /// Whether prefill attention (dense and block-sparse) of `dtype` runs on tensor cores on
-/// `device` (CUDA, f16 or bf16; see `burn_sparse_attn_kernels::tensor_core_attention`).
+/// `device` (CUDA f16 or bf16, wgpu's SPIR-V with cooperative matrices; see
+/// `burn_sparse_attn_kernels::tensor_core_attention`).
 pub fn prefill_on_tensor_cores<B: Backend>(device: &B::Device, dtype: DType) -> bool {
     on_runtime!(B, tensor_cores_on(device, dtype)).unwrap_or(false)
 }
