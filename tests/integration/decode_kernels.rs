@@ -77,7 +77,8 @@ fn fused_signatures_match_reference_codes<G: Backend>(device: &G::Device) {
 }
 
 /// Long rows (several cubes each), signatures drawn from a few distinct words so that most
-/// keys tie at the threshold, shared selection, two words, and fewer candidates than k.
+/// keys tie at the threshold, shared selection, two words, fewer candidates than k, and
+/// enough rows (4096) that only the cap on keys per cube splits them.
 fn match_top_k_splits_rows_and_keeps_tie_order<G: Backend>(device: &G::Device) {
     let mut rng = SplitMix64::new(17);
     for (heads, key_heads, group, words, query_len, kv_len, k, distinct) in [
@@ -86,6 +87,7 @@ fn match_top_k_splits_rows_and_keeps_tie_order<G: Backend>(device: &G::Device) {
         (3, 1, 1, 2, 2, 4500, 700, 2),
         (4, 4, 1, 1, 1, 9000, 8999, 5),
         (2, 1, 2, 1, 1, 2000, 64, 1),
+        (8, 8, 1, 1, 512, 4600, 300, 4),
     ] {
         let random_word = |rng: &mut SplitMix64| rng.next_u64() as u32 as i32 as i64;
         let palette: Vec<i64> = (0..distinct.max(1)).map(|_| random_word(&mut rng)).collect();
