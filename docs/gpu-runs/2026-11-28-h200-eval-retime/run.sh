@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Issue 14 re-timing: the 8K decode table (HiP decode in the block kernel), then the 8K sparse-prefill rows at one depth (seconds per setting).
+# tables.sh and eval.sh are those of ../2026-11-28-h200-eval-sweep/ (identical), beside it on the GPU machine.
 cd "$(dirname "$0")"
 B=$PWD/books
 ./tables.sh "t8k-decode 400 --retrieval-contexts 8192 --protocol decode --methods oracle-top-k,quest,hip,hash,streaming --presets equal-budget,as-deployed" > /tmp/tables.log 2>&1
