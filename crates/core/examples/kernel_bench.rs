@@ -317,8 +317,8 @@ fn main() {
         decode(&batches, &kv_heads, &contexts, peak);
     }
     if !args.iter().any(|a| a == "--no-prefill") {
-        // burn's own attention is timed beside ours (not a baseline: its outputs are wrong here);
-        // `--no-burn-attention` leaves it out (it materialises the scores on some backends).
+        // burn's own attention is timed beside ours (not a baseline: its outputs are wrong here)
+        // unless `--no-burn-attention`.
         let with_burn_attention = !args.iter().any(|a| a == "--no-burn-attention");
         check_dense(if quick { 256 } else { 2048 }, with_burn_attention);
         prefill(&prefills, peak, with_burn_attention);
