@@ -15,7 +15,7 @@
 # Extra arguments of `run` / `run-wgpu` go to every kernel_bench call (for example
 # --contexts 32768). `run-wgpu` takes STEPS (default "tests anchors benches") and BENCHES
 # (default "kernel_bench kernel_bench_wgpu kernel_bench_vulkan") to split it over calls, and
-# BENCH_LIMIT (seconds per bench table, default 900).
+# BENCH_LIMIT (seconds per bench process, default 300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-}"
@@ -69,7 +69,7 @@ case "$mode" in
     out="${OUT:-gpu-out}"
     mkdir -p "$out"
     eval "$(scripts/vulkan_loader.sh use "$dir"/vulkan-debs)"
-    for f in "$dir"/*.xz; do [ -f "${f%.xz}" ] || xz -dk "$f"; done
+    for f in "$dir"/*.xz; do [ ! -f "$f" ] || [ -f "${f%.xz}" ] || xz -dk "$f"; done
     chmod +x "$dir"/kernel_bench* "$dir"/integration_* 2>/dev/null || true
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
     steps="${STEPS:-tests anchors benches}"
@@ -87,13 +87,23 @@ case "$mode" in
       && python3 "$dir"/torch_attention.py prefill --kv-heads 8 --context 8192,32768,131072 \
       > "$out/torch_prefill.jsonl"
     [[ " $steps " == *" benches "* ]] || exit 0
+    # One process per shape: under wgpu a shape whose tensors reach 2 GiB cannot be
+    # allocated, and the failure takes only its own rows with it.
     for name in ${BENCHES:-kernel_bench kernel_bench_wgpu kernel_bench_vulkan}; do
       bench="$dir/$name"
       [ -x "$bench" ] || continue
-      timeout "${BENCH_LIMIT:-900}" "$bench" --no-prefill "$@" > "$out/decode_$name.txt" 2>&1 || true
-      timeout "${BENCH_LIMIT:-900}" "$bench" --no-decode --prefill 8192,32768,131072 "$@" \
-        > "$out/prefill_$name.txt" 2>&1 || true
-      tail -3 "$out/prefill_$name.txt"
+      for batch in 1 8; do for kv in 8 32; do for t in 8192 32768 131072; do
+        echo "== $name decode batch $batch, $kv KV heads, $t" >> "$out/decode_$name.txt"
+        timeout "${BENCH_LIMIT:-300}" "$bench" --no-prefill --batches $batch --kv-heads $kv --contexts $t "$@" \
+          >> "$out/decode_$name.txt" 2>&1 || echo "failed" >> "$out/decode_$name.txt"
+      done; done; done
+      for t in 8192 32768 131072; do
+        echo "== $name prefill $t" >> "$out/prefill_$name.txt"
+        timeout "${BENCH_LIMIT:-300}" "$bench" --no-decode --no-burn-attention --prefill $t "$@" \
+          >> "$out/prefill_$name.txt" 2>&1 || echo "failed" >> "$out/prefill_$name.txt"
+      done
+      grep -E "^(==|T[0-9]+K (dense|HiP: mask \+)|b[0-9]+ kv[0-9]+ T[0-9]+K hash end-to-end \(per)|failed" \
+        "$out/decode_$name.txt" "$out/prefill_$name.txt" | cut -c1-110
     done
     ;;
   *)
