@@ -22,6 +22,13 @@ mode="${1:-}"
 shift || true
 # The folder that travels to the GPU machine (ignored by git).
 dir="${GPU_DIR:-.gpu}"
+# PyTorch's fastest dense attention for the bench's shapes, into $1.
+anchors() {
+  python3 "$dir"/torch_attention.py decode --batch 1,8 --kv-heads 8,32 --context 8192,32768,131072 \
+    | tee "$1/torch_decode.jsonl"
+  python3 "$dir"/torch_attention.py prefill --kv-heads 8 --context 8192,32768,131072 \
+    | tee "$1/torch_prefill.jsonl"
+}
 case "$mode" in
   pack)
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target-cuda}"
@@ -38,10 +45,7 @@ case "$mode" in
     [ -f "$dir"/kernel_bench ] || xz -dk "$dir"/kernel_bench.xz
     chmod +x "$dir"/kernel_bench
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-    python3 "$dir"/torch_attention.py decode --batch 1,8 --kv-heads 8,32 --context 8192,32768,131072 \
-      | tee "$out/torch_decode.jsonl"
-    python3 "$dir"/torch_attention.py prefill --kv-heads 8 --context 8192,32768,131072 \
-      | tee "$out/torch_prefill.jsonl"
+    anchors "$out"
     "$dir"/kernel_bench --no-prefill "$@" | tee "$out/decode.txt"
     "$dir"/kernel_bench --no-decode --prefill 8192,32768,131072 "$@" | tee "$out/prefill.txt"
     ;;
@@ -82,10 +86,7 @@ case "$mode" in
     done > "$out/wgpu_tests.txt" 2>&1
     [[ " $steps " == *" tests "* ]] \
       && echo "$(grep -c ^PASS "$out/wgpu_tests.txt") passed, $(grep -c ^FAIL "$out/wgpu_tests.txt") failed"
-    [[ " $steps " == *" anchors "* ]] && python3 "$dir"/torch_attention.py decode --batch 1,8 --kv-heads 8,32 --context 8192,32768,131072 \
-      > "$out/torch_decode.jsonl" \
-      && python3 "$dir"/torch_attention.py prefill --kv-heads 8 --context 8192,32768,131072 \
-      > "$out/torch_prefill.jsonl"
+    [[ " $steps " == *" anchors "* ]] && anchors "$out" > /dev/null
     [[ " $steps " == *" benches "* ]] || exit 0
     # One process per shape: under wgpu a shape whose tensors reach 2 GiB cannot be
     # allocated, and the failure takes only its own rows with it.
