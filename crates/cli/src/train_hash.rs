@@ -21,13 +21,21 @@ use crate::checks;
 use crate::progress::Progress;
 use crate::setup::{book, book_tokens, Error, Source};
 
+/// The default training books: those of ../shared/data/books that no evaluation reads
+/// (Frankenstein is the held-out text; Dorian Gray and Treasure Island fill the retrieval
+/// prompts of docs/evaluation.md).
+const TRAINING_BOOKS: [&str; 6] =
+    ["pg1342.txt", "pg11.txt", "pg1184.txt", "pg2554.txt", "pg2701.txt", "pg4300.txt"];
+
 /// Options of `bsa train-hash`.
 #[derive(clap::Args)]
 pub struct TrainHashArgs {
     /// A Llama-family GGUF file (default: SmolLM2-135M-Instruct, downloaded when missing).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Training texts (default: Pride and Prejudice and Alice in Wonderland).
+    /// Training texts (default: the six books of ../shared/data/books that the evaluation
+    /// does not read: Alice in Wonderland, The Count of Monte Cristo, Pride and Prejudice,
+    /// Crime and Punishment, Moby Dick, Ulysses).
     #[arg(long, value_delimiter = ',')]
     train_texts: Vec<PathBuf>,
     /// Held-out text for the evaluation (default: Frankenstein).
@@ -48,6 +56,10 @@ pub struct TrainHashArgs {
     /// Linear layers per MLP.
     #[arg(long, default_value_t = 2)]
     mlp_layers: usize,
+    /// Standardise queries and keys with the training keys' mean and spread before the
+    /// MLPs (folded into the saved mappings).
+    #[arg(long)]
+    center_keys: bool,
     /// Positive keys per query (the true top-k).
     #[arg(long, default_value_t = 32)]
     top_k: usize,
@@ -72,6 +84,14 @@ pub struct TrainHashArgs {
     /// Skip the perplexity runs of the evaluation.
     #[arg(long)]
     skip_perplexity: bool,
+    /// Stop at the end of the epoch after which another would pass this many minutes of
+    /// training (the checkpoint is written: `--resume` continues).
+    #[arg(long)]
+    time_limit_minutes: Option<f64>,
+    /// Start from these mappings (a `.safetensors` file or a folder that `bsa train-hash`
+    /// wrote; same shape as the options ask for) instead of random ones.
+    #[arg(long)]
+    init_mappings: Option<PathBuf>,
     /// Continue from the last checkpoint in `--out`.
     #[arg(long)]
     resume: bool,
@@ -93,7 +113,7 @@ struct Report {
 pub fn run(args: TrainHashArgs) -> Result<(), Error> {
     check_args(&args)?;
     let texts = if args.train_texts.is_empty() {
-        vec![book("pg1342.txt"), book("pg11.txt")]
+        TRAINING_BOOKS.iter().map(|name| book(name)).collect()
     } else {
         args.train_texts.clone()
     };
@@ -108,6 +128,7 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
     let (mut model, tokenizer) = (loaded.model, loaded.tokenizer);
     checks::token_counts("--context", &[args.context], model.config.context_length)?;
     checks::dense_layers(&args.dense_layers, model.layers.len())?;
+    checks::hash_mappings(&model, args.init_mappings.as_deref(), &device)?;
     let n = args.passages_per_text;
     let mut progress = Progress::new("capture", texts.len() * n + 2);
     let (mut train, mut valid) = (Vec::new(), Vec::new());
@@ -140,7 +161,10 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
         .with_queries_per_step(args.queries_per_step)
         .with_steps_per_epoch(args.steps_per_epoch)
         .with_epochs(args.epochs)
-        .with_min_query_position(args.context / 4);
+        .with_min_query_position(args.context / 4)
+        .with_center_keys(args.center_keys)
+        .with_time_limit_seconds(args.time_limit_minutes.map(|m| m * 60.0))
+        .with_init_mappings(args.init_mappings.as_ref().map(|p| p.display().to_string()));
     eprintln!(
         "training mappings for {} layers on {} passages of {} tokens ({} validation) on {}",
         config.layers,
@@ -226,6 +250,9 @@ fn check_args(args: &TrainHashArgs) -> Result<(), Error> {
         return Err(format!("--top-k {} must be below --context {}", args.top_k, args.context).into());
     }
     checks::in_range("--learning-rate", &[args.learning_rate], f64::MIN_POSITIVE, 1.0)?;
+    if let Some(minutes) = args.time_limit_minutes {
+        checks::in_range("--time-limit-minutes", &[minutes], f64::MIN_POSITIVE, 1e6)?;
+    }
     checks::sparsities("--sparsities", &args.sparsities)?;
     checks::output_dir("--out", &args.out)
 }

@@ -5,7 +5,7 @@ use burn::tensor::{backend::Backend, ElementConversion};
 use serde::Serialize;
 
 use crate::capture::CapturedQk;
-use crate::labels::{top_k_labels, true_logits, LabelConfig};
+use crate::labels::{labels_at, true_logits, LabelConfig};
 use crate::objective::recall_at_budget;
 use burn_sparse_attn_core::HashMappings;
 
@@ -39,8 +39,7 @@ pub fn recall_by_sparsity<B: Backend>(
     for (layer, mapping) in mappings.layers.iter().enumerate() {
         let q = passage.queries::<B>(layer, start, count, device);
         let k = passage.keys::<B>(layer, end, device);
-        let eligible = labels.eligible::<B>(start, count, end, device);
-        let truth = top_k_labels(true_logits(q.clone(), k.clone()), eligible.clone(), labels.top_k);
+        let (truth, eligible) = labels_at(labels, true_logits(q.clone(), k.clone()), start);
         let bits = mapping.bits();
         let hard = mapping.scores(q, mapping.key_signatures(k).expect("shapes")).expect("shapes");
         let keys = end.saturating_sub(labels.sink + labels.window) as f64;

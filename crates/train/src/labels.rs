@@ -2,7 +2,8 @@
 //! keys sparse attention does not keep anyway (outside the sink and the recent window).
 
 use burn::config::Config;
-use burn::tensor::{backend::Backend, Bool, Int, Tensor};
+use burn::tensor::{backend::Backend, Bool, IndexingUpdateOp, Int, Tensor};
+use burn_sparse_attn_core::kernels::{self, KernelWindow};
 
 /// Which keys are labelled: the `top_k` best of those past the first `sink` keys and
 /// before the `window` most recent ones (the query's own position included in the window).
@@ -45,8 +46,37 @@ pub fn true_logits<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>) -> Tensor<B, 4>
     q.matmul(expand_heads(k, heads).transpose()).mul_scalar(1.0 / (d as f64).sqrt())
 }
 
+/// Labels `[1, heads, count, end]` and eligible keys `[1, 1, count, end]` of queries at
+/// positions `start..start + count` with true `logits: [1, heads, count, end]`. On a CubeCL
+/// backend one top-k kernel per call picks exactly `top_k` keys (ties to the earlier key);
+/// elsewhere [`top_k_labels`] keeps every key tied with the `top_k`-th.
+pub fn labels_at<B: Backend>(
+    config: &LabelConfig,
+    logits: Tensor<B, 4>,
+    start: usize,
+) -> (Tensor<B, 4, Bool>, Tensor<B, 4, Bool>) {
+    let dims = logits.dims();
+    let eligible = config.eligible::<B>(start, dims[2], dims[3], &logits.device());
+    let at = KernelWindow { first_position: start, sink: config.sink, window: config.window };
+    let labels = match kernels::top_k_by_scores(&logits, at, config.top_k.min(dims[3])) {
+        Some(best) => {
+            // `-1` pads rows with fewer candidates: scatter nothing for them.
+            let found = best.clone().greater_equal_elem(0).int();
+            let marks = Tensor::<B, 4, Int>::zeros(dims, &logits.device()).scatter(
+                3,
+                best.clamp_min(0),
+                found,
+                IndexingUpdateOp::Add,
+            );
+            marks.greater_elem(0)
+        }
+        None => top_k_labels(logits, eligible.clone(), config.top_k),
+    };
+    (labels, eligible)
+}
+
 /// The `top_k` eligible keys of each query by `logits: [1, heads, count, end]` (all eligible
-/// keys when fewer). `eligible` broadcasts over heads.
+/// keys when fewer; keys tied with the `top_k`-th all count). `eligible` broadcasts over heads.
 pub fn top_k_labels<B: Backend>(
     logits: Tensor<B, 4>,
     eligible: Tensor<B, 4, Bool>,
@@ -58,8 +88,36 @@ pub fn top_k_labels<B: Backend>(
         return eligible;
     }
     let masked = logits.mask_fill(eligible.clone().bool_not(), f32::NEG_INFINITY);
-    let threshold = masked.clone().topk(top_k, 3).min_dim(3);
+    let threshold = kth_largest(masked.clone(), eligible.clone(), top_k);
     masked.greater_equal(threshold.expand(dims)).bool_and(eligible)
+}
+
+/// Rounds of [`kth_largest`]'s bisection: enough to narrow any f32 range of logits to two
+/// neighbouring floats.
+const BISECTION_ROUNDS: usize = 40;
+
+/// The `k`-th largest eligible value `[.., 1]` of each row of `masked` (ineligible entries
+/// `-inf`; the smallest eligible value when a row has fewer than `k`): a bisection between
+/// the row's smallest and largest eligible values that keeps `count(>= low) >= k` and
+/// `count(>= high) < k`, each round one comparison and count over the row. Tensor ops only,
+/// with no sort: burn's `topk` sorts on the host under some backends, which cost seconds
+/// per training step at 8K tokens.
+fn kth_largest<B: Backend>(masked: Tensor<B, 4>, eligible: Tensor<B, 4, Bool>, k: usize) -> Tensor<B, 4> {
+    let dims = masked.dims();
+    let mut high = masked.clone().max_dim(3);
+    let mut low = masked.clone().mask_fill(eligible.bool_not(), f32::INFINITY).min_dim(3);
+    let at_least_k = |t: Tensor<B, 4>| {
+        masked.clone().greater_equal(t.expand(dims)).int().sum_dim(3).greater_equal_elem(k as i64)
+    };
+    for _ in 0..BISECTION_ROUNDS {
+        let mid = (low.clone() + high.clone()).div_scalar(2.0);
+        let enough = at_least_k(mid.clone());
+        low = low.mask_where(enough.clone(), mid.clone());
+        high = high.mask_where(enough.bool_not(), mid);
+    }
+    // Ties at the top: the largest value itself may have k or more copies.
+    let top_enough = at_least_k(high.clone());
+    low.mask_where(top_enough, high)
 }
 
 /// Repeats key heads `[b, kv_heads, n, d]` to `heads` (each serving `heads / kv_heads` query heads).

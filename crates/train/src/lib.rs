@@ -8,8 +8,12 @@
 //! 4. [`data`] streams query chunks against all their keys; [`trainer`] runs burn-train's
 //!    learner (loss and recall metrics, checkpoints, resume) over `HashMappings` for every
 //!    layer; [`evaluate`] measures recall at given sparsities against random mappings.
+//! 5. Options: [`centring`] standardises inputs with fixed key statistics (folded into the
+//!    saved mappings); [`time_limit`] ends a run at an epoch boundary before a deadline, so
+//!    that long training spans several runs with `resume`.
 
 pub mod capture;
+pub mod centring;
 pub mod data;
 pub mod evaluate;
 pub mod labels;
@@ -17,6 +21,7 @@ pub mod metrics;
 pub mod objective;
 pub mod renderer;
 pub mod step;
+pub mod time_limit;
 pub mod trainer;
 
 pub use burn_sparse_attn_core::{HashMappings, HashMappingsConfig};

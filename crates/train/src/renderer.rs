@@ -2,6 +2,7 @@
 //! at the end of each validation.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use burn::train::metric::{MetricDefinition, MetricId};
 use burn::train::renderer::{
@@ -9,9 +10,11 @@ use burn::train::renderer::{
     MetricsRendererTraining, ProgressType, TrainingProgress,
 };
 
-/// Prints `train epoch E step S/N Loss .. Recall@k ..` every `every` steps.
+/// Prints `train epoch E step S/N Loss .. Recall@k .. (T s)` every `every` steps, `T` the
+/// seconds since the renderer was made.
 pub struct LineRenderer {
     every: usize,
+    start: Instant,
     names: HashMap<MetricId, String>,
     train: BTreeMap<String, String>,
     valid: BTreeMap<String, String>,
@@ -20,7 +23,13 @@ pub struct LineRenderer {
 impl LineRenderer {
     /// A renderer printing every `every` steps.
     pub fn new(every: usize) -> Self {
-        Self { every: every.max(1), names: HashMap::new(), train: BTreeMap::new(), valid: BTreeMap::new() }
+        Self {
+            every: every.max(1),
+            start: Instant::now(),
+            names: HashMap::new(),
+            train: BTreeMap::new(),
+            valid: BTreeMap::new(),
+        }
     }
 
     fn record(&self, into: &mut BTreeMap<String, String>, state: MetricState) {
@@ -55,10 +64,11 @@ impl MetricsRendererTraining for LineRenderer {
         let total = item.progress.as_ref().map_or(0, |p| p.items_total);
         if step.is_multiple_of(self.every) || step == total {
             eprintln!(
-                "train epoch {}/{} step {step}/{total}  {}",
+                "train epoch {}/{} step {step}/{total}  {}  ({:.0} s)",
                 item.global_progress.items_processed,
                 item.global_progress.items_total,
-                line(&self.train)
+                line(&self.train),
+                self.start.elapsed().as_secs_f64()
             );
         }
     }

@@ -5,11 +5,19 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Tensor};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
+use std::sync::Arc;
+
+use crate::centring::KeyCentring;
 use crate::data::QkBatch;
-use crate::labels::{top_k_labels, true_logits, LabelConfig};
+use crate::labels::{labels_at, true_logits, LabelConfig};
 use crate::metrics::HashStepOutput;
 use crate::objective::{recall_at_budget, relaxed_scores, weighted_bce};
 use burn_sparse_attn_core::HashMappings;
+
+/// Queries of a step whose recall is measured (its first ones): recall counts matches
+/// at every one of the `bits + 1` levels, which over all of a step's queries at 8K tokens
+/// cost more than the loss and its gradient.
+pub const RECALL_QUERIES: usize = 32;
 
 /// The mappings with what a step needs to know besides them.
 #[derive(burn::module::Module, Debug)]
@@ -28,6 +36,9 @@ pub struct HashTrainee<B: Backend> {
     /// Signature bits (for recall).
     #[module(skip)]
     pub bits: usize,
+    /// Standardises queries and keys before the mappings (see [`KeyCentring`]).
+    #[module(skip)]
+    pub centring: Option<Arc<KeyCentring>>,
 }
 
 /// Labels `[1, heads, count, end]` and eligible keys `[1, 1, count, end]` of one layer's
@@ -38,10 +49,7 @@ pub fn layer_labels<B: Backend>(
     k: Tensor<B, 4>,
     start: usize,
 ) -> (Tensor<B, 4, Bool>, Tensor<B, 4, Bool>) {
-    let [_, _, count, _] = q.dims();
-    let end = k.dims()[2];
-    let eligible = config.eligible::<B>(start, count, end, &q.device());
-    (top_k_labels(true_logits(q, k), eligible.clone(), config.top_k), eligible)
+    labels_at(config, true_logits(q, k), start)
 }
 
 impl<B: Backend> HashTrainee<B> {
@@ -55,16 +63,23 @@ impl<B: Backend> HashTrainee<B> {
         let layers = batch.queries.len();
         let mut loss: Option<Tensor<B, 1>> = None;
         let mut recall: Option<Tensor<B, 1>> = None;
-        for ((mapping, q), k) in self.mappings.layers.iter().zip(batch.queries).zip(batch.keys) {
+        let layer_inputs = batch.queries.into_iter().zip(batch.keys).enumerate();
+        for ((layer, (q, k)), mapping) in layer_inputs.zip(&self.mappings.layers) {
             let end = k.dims()[2];
             let (labels, eligible) = labeler(q.clone(), k.clone(), batch.start);
+            let (q, k) = match &self.centring {
+                Some(c) => (c.apply(layer, q), c.apply(layer, k)),
+                None => (q, k),
+            };
             let scores = relaxed_scores(mapping, q.clone(), k.clone()).expect("shapes of the captured model");
             let pos_weight = self.alpha + self.beta * end as f64;
             let layer_loss = weighted_bce(scores, labels.clone(), eligible.clone(), pos_weight);
+            let n = q.dims()[2].min(RECALL_QUERIES);
             let hard = mapping
-                .scores(q.detach(), mapping.key_signatures(k.detach()).expect("shapes"))
+                .scores(q.narrow(2, 0, n).detach(), mapping.key_signatures(k.detach()).expect("shapes"))
                 .expect("shapes")
                 .detach();
+            let (labels, eligible) = (labels.narrow(2, 0, n), eligible.narrow(2, 0, n));
             let layer_recall = recall_at_budget(hard, labels, eligible, self.bits, self.labels.top_k);
             loss = Some(loss.map_or(layer_loss.clone(), |l| l + layer_loss));
             recall = Some(recall.map_or(layer_recall.clone(), |r| r + layer_recall));

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use burn::config::Config;
 use burn::data::dataloader::DataLoaderBuilder;
@@ -14,11 +15,13 @@ use burn_sparse_attn_core::hash::StoredPrecision;
 use burn_sparse_attn_core::{AttnError, HashMappingConfig};
 
 use crate::capture::CapturedQk;
+use crate::centring::KeyCentring;
 use crate::data::{QkBatch, QkBatcher, QueryChunks};
 use crate::labels::LabelConfig;
 use crate::metrics::ScalarMetric;
 use crate::renderer::LineRenderer;
 use crate::step::HashTrainee;
+use crate::time_limit::TimeLimit;
 use burn_sparse_attn_core::{HashMappings, HashMappingsConfig};
 
 /// Config of a training run. Defaults follow the paper: top-32 labels, positive weight
@@ -60,11 +63,24 @@ pub struct HashTrainingConfig {
     /// Seed of the chunk draws.
     #[config(default = 0)]
     pub seed: u64,
+    /// Standardise queries and keys with the training keys' statistics before the
+    /// mappings (folded into the saved mappings; see [`KeyCentring`]).
+    #[config(default = false)]
+    pub center_keys: bool,
+    /// Stop at the end of the epoch after which another would pass this many seconds
+    /// (the checkpoint is written; resume continues). `None`: run every epoch.
+    #[config(default = "None")]
+    pub time_limit_seconds: Option<f64>,
+    /// Start from these mappings (a `.safetensors` file or a folder of records, of the
+    /// same shape as `mapping`) instead of random ones; a resumed run takes its checkpoint.
+    #[config(default = "None")]
+    pub init_mappings: Option<String>,
 }
 
 /// Trains mappings for every layer of `train` (passages from one model) and validates on
 /// `valid`; checkpoints go to `dir/checkpoint`, the trained mappings to `dir/mappings`.
-/// With `resume`, training continues from the last checkpoint in `dir`.
+/// With `resume`, training continues from the last checkpoint in `dir` (with the same
+/// passages: key centring recomputes its statistics from them).
 pub fn train_hash_mappings<B: AutodiffBackend>(
     config: &HashTrainingConfig,
     train: Vec<CapturedQk>,
@@ -79,6 +95,7 @@ pub fn train_hash_mappings<B: AutodiffBackend>(
         return Err(AttnError::Config("training and validation passages come from different models".into()));
     }
     let mappings_config = HashMappingsConfig::new(config.mapping.clone(), layers);
+    let centring = config.center_keys.then(|| Arc::new(KeyCentring::from_passages(&train)));
     let chunks = |passages: &[CapturedQk], len: usize, seed: u64| QueryChunks {
         passage_lens: passages.iter().map(|p| p.len).collect(),
         count: config.queries_per_step,
@@ -98,12 +115,30 @@ pub fn train_hash_mappings<B: AutodiffBackend>(
     .batch_size(1)
     .set_device(device.clone())
     .build(valid_chunks);
+    let initial = match &config.init_mappings {
+        Some(path) => {
+            let (found, mappings) = HashMappingsConfig::load_from::<B>(path, device)?;
+            if (found.layers, found.mapping.to_string()) != (layers, config.mapping.to_string()) {
+                return Err(AttnError::Config(format!(
+                    "the initial mappings {path} ({} layers, {}) differ from the ones to train ({layers} layers, {})",
+                    found.layers, found.mapping, config.mapping
+                )));
+            }
+            // Saved mappings take raw inputs: undo the centring that training applies.
+            match &centring {
+                Some(c) => c.unfold(mappings),
+                None => mappings,
+            }
+        }
+        None => mappings_config.init::<B>(device)?,
+    };
     let trainee = HashTrainee {
-        mappings: mappings_config.init::<B>(device)?,
+        mappings: initial,
         labels: config.labels.clone(),
         alpha: config.alpha,
         beta: config.beta,
         bits: config.mapping.bits,
+        centring: centring.clone(),
     };
     let k = config.labels.top_k;
     let mut training = SupervisedTraining::new(dir, train_loader, valid_loader)
@@ -115,6 +150,9 @@ pub fn train_hash_mappings<B: AutodiffBackend>(
         .with_application_logger(None)
         .renderer(LineRenderer::new(config.log_every))
         .num_epochs(config.epochs);
+    if let Some(seconds) = config.time_limit_seconds {
+        training = training.early_stopping(TimeLimit::new(Duration::from_secs_f64(seconds.max(0.0))));
+    }
     if resume {
         if let Some(epoch) = last_checkpoint(dir) {
             training = training.checkpoint(epoch);
@@ -122,7 +160,10 @@ pub fn train_hash_mappings<B: AutodiffBackend>(
     }
     let optimizer = AdamConfig::new().with_epsilon(1e-8).init();
     let result = training.launch(Learner::new(trainee, optimizer, config.learning_rate));
-    let mappings = result.model.mappings;
+    let mappings = match &centring {
+        Some(c) => c.fold(result.model.mappings),
+        None => result.model.mappings,
+    };
     mappings.save_dir(&mappings_config, dir.join("mappings"))?;
     // The same weights as one file that Python tools read (docs/hash-training.md).
     mappings.save_safetensors(&mappings_config, dir.join("mappings.safetensors"), StoredPrecision::F32)?;

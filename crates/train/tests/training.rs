@@ -4,7 +4,7 @@
 mod common;
 
 use burn::backend::{Autodiff, NdArray};
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Bool, Tensor, TensorData};
 use burn_sparse_attn_core::rng::SplitMix64;
 use burn_sparse_attn_train::evaluate::recall_by_sparsity;
 use burn_sparse_attn_train::labels::{top_k_labels, true_logits, LabelConfig};
@@ -45,6 +45,33 @@ fn labels_are_the_top_k_eligible_keys_by_true_logit() {
             assert_eq!(row, want_sorted, "head {h} query {pos}");
         }
     }
+}
+
+#[test]
+fn labels_keep_ties_short_rows_and_empty_rows() {
+    let device = Default::default();
+    // Rows: ties at the top; ties at the cut; two eligible keys for k = 3; none eligible;
+    // values that differ by one float step around the cut.
+    let near = 0.3f32;
+    let logits = [
+        [1.0, 5.0, 5.0, 5.0, 2.0, -1.0],
+        [9.0, 4.0, 1.0, 4.0, 4.0, -3.0],
+        [7.0, 1.0, 8.0, 2.0, 0.5, 3.0],
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        [near, f32::from_bits(near.to_bits() + 1), -2.0, 1e-7, 50.0, -50.0],
+    ];
+    let eligible = [[true; 6], [true; 6], [false, true, false, true, false, false], [false; 6], [true; 6]];
+    let flat: Vec<f32> = logits.iter().flatten().copied().collect();
+    let mask: Vec<bool> = eligible.iter().flatten().copied().collect();
+    let logits = Tensor::<B, 4>::from_data(TensorData::new(flat, [1, 1, 5, 6]), &device);
+    let eligible = Tensor::<B, 4, Bool>::from_data(TensorData::new(mask, [1, 1, 5, 6]), &device);
+    let got: Vec<bool> = top_k_labels(logits, eligible, 3).into_data().to_vec().unwrap();
+    let rows: Vec<Vec<usize>> = got.chunks(6).map(|r| (0..6).filter(|&j| r[j]).collect()).collect();
+    assert_eq!(rows[0], vec![1, 2, 3], "three-way tie at the top");
+    assert_eq!(rows[1], vec![0, 1, 3, 4], "ties at the cut all count");
+    assert_eq!(rows[2], vec![1, 3], "fewer eligible keys than k");
+    assert!(rows[3].is_empty(), "no eligible key");
+    assert_eq!(rows[4], vec![0, 1, 4], "one float step apart");
 }
 
 #[test]
