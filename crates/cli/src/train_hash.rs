@@ -9,9 +9,10 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend as _;
 use burn_sparse_attn_core::{HashMappingConfig, HashMappingsConfig};
 use burn_sparse_attn_model::eval::{
-    perplexity_sweep, MethodKind, PerplexityRow, PerplexitySweep, Preset, Protocol,
+    perplexity_sweep, retrieval_prompt, MethodKind, PerplexityRow, PerplexitySweep, Preset, Protocol,
+    RetrievalTask,
 };
-use burn_sparse_attn_train::evaluate::{recall_by_sparsity, RecallRow};
+use burn_sparse_attn_train::evaluate::{mean_recall_by_sparsity, recall_by_sparsity, RecallRow};
 use burn_sparse_attn_train::labels::LabelConfig;
 use burn_sparse_attn_train::{capture_qk, train_hash_mappings, CapturedQk, HashTrainingConfig};
 use serde::Serialize;
@@ -63,7 +64,7 @@ pub struct TrainHashArgs {
     /// Positive keys per query (the true top-k).
     #[arg(long, default_value_t = 32)]
     top_k: usize,
-    /// Epochs (a checkpoint after each).
+    /// Epochs (a checkpoint after each); 0 with `--init-mappings` evaluates those.
     #[arg(long, default_value_t = 3)]
     epochs: usize,
     /// Steps per epoch.
@@ -106,8 +107,13 @@ struct Report {
     backend: &'static str,
     train_seconds: f64,
     recall: Vec<RecallRow>,
+    /// Recall over the questions' queries of passkey prompts.
+    question_recall: Vec<RecallRow>,
     perplexity: Vec<PerplexityRow>,
 }
+
+/// Needle depths of the passkey prompts whose questions' recall is measured.
+const PASSKEY_DEPTHS: [f64; 5] = [0.1, 0.3, 0.5, 0.7, 0.9];
 
 /// Runs training and evaluation.
 pub fn run(args: TrainHashArgs) -> Result<(), Error> {
@@ -130,9 +136,10 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
     checks::dense_layers(&args.dense_layers, model.layers.len())?;
     checks::hash_mappings(&model, args.init_mappings.as_deref(), &device)?;
     let n = args.passages_per_text;
-    let mut progress = Progress::new("capture", texts.len() * n + 2);
+    let training_texts = if args.epochs == 0 { &[][..] } else { &texts[..] };
+    let mut progress = Progress::new("capture", training_texts.len() * n + 2 + PASSKEY_DEPTHS.len());
     let (mut train, mut valid) = (Vec::new(), Vec::new());
-    for (t, text) in texts.iter().enumerate() {
+    for (t, text) in training_texts.iter().enumerate() {
         let extra = usize::from(t == 0);
         let tokens = book_tokens(text, &tokenizer, args.context * (n + extra))?;
         for (p, passage) in tokens.chunks(args.context).enumerate() {
@@ -147,6 +154,13 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
     }
     let held_out = capture_qk(&mut model, &book_tokens(&holdout, &tokenizer, args.context)?, &device)?;
     progress.step(format!("{} (held out)", holdout.display()));
+    let mut questions = Vec::new();
+    for (i, &depth) in PASSKEY_DEPTHS.iter().enumerate() {
+        let prompt =
+            retrieval_prompt(RetrievalTask::Passkey, &tokenizer, None, args.context, depth, i as u64)?;
+        questions.push((capture_qk(&mut model, &prompt.tokens(), &device)?, prompt.question.len()));
+        progress.step(format!("passkey prompt, needle at depth {depth}"));
+    }
     drop(progress);
 
     let config = &model.config;
@@ -174,10 +188,21 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
         backend::name()
     );
     let start = Instant::now();
-    let trained =
-        train_hash_mappings::<Autodiff<Backend>>(&training, train, valid, &args.out, args.resume, &device)?;
+    let (trained, mappings_dir) = match (&args.init_mappings, args.epochs) {
+        (Some(path), 0) => (HashMappingsConfig::load_from::<Backend>(path, &device)?.1, path.clone()),
+        _ => {
+            let trained = train_hash_mappings::<Autodiff<Backend>>(
+                &training,
+                train,
+                valid,
+                &args.out,
+                args.resume,
+                &device,
+            )?;
+            (trained, args.out.join("mappings"))
+        }
+    };
     let train_seconds = start.elapsed().as_secs_f64();
-    let mappings_dir = args.out.join("mappings");
     eprintln!("trained in {train_seconds:.0} s; mappings in {}", mappings_dir.display());
 
     Backend::seed(&device, 1234);
@@ -186,6 +211,11 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
     let mut recall = recall_of("trained", &trained);
     recall.extend(recall_of("random", &random));
     print_recall(&recall, &held_out, args.top_k);
+    let question_recall_of =
+        |name, m| mean_recall_by_sparsity(name, m, &questions, &labels, &args.sparsities, &device);
+    let mut question_recall = question_recall_of("trained", &trained);
+    question_recall.extend(question_recall_of("random", &random));
+    print_question_recall(&question_recall, args.context, args.top_k);
 
     let mut perplexity = Vec::new();
     if !args.skip_perplexity {
@@ -215,7 +245,7 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
         drop(progress);
         print_perplexity(&perplexity);
     }
-    let report = Report { backend: backend::name(), train_seconds, recall, perplexity };
+    let report = Report { backend: backend::name(), train_seconds, recall, question_recall, perplexity };
     let path = args.out.join("report.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     eprintln!("wrote {}", path.display());
@@ -224,13 +254,16 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
 
 /// The checks that need no model, before it is loaded.
 fn check_args(args: &TrainHashArgs) -> Result<(), Error> {
+    if args.epochs == 0 && args.init_mappings.is_none() {
+        return Err("--epochs 0 evaluates the mappings of --init-mappings: give them".into());
+    }
     for (option, value) in [
         ("--context", args.context),
         ("--passages-per-text", args.passages_per_text),
         ("--hidden", args.hidden),
         ("--mlp-layers", args.mlp_layers),
         ("--top-k", args.top_k),
-        ("--epochs", args.epochs),
+        ("--epochs", args.epochs.max(1)),
         ("--steps-per-epoch", args.steps_per_epoch),
         ("--queries-per-step", args.queries_per_step),
     ] {
@@ -262,6 +295,18 @@ fn print_recall(rows: &[RecallRow], held_out: &CapturedQk, top_k: usize) {
         "\nRecall of the true top-{top_k} keys (outside sink and window) within the budget, held-out passage of {} \
          tokens (oracle top-k: 1 by definition)",
         held_out.len
+    );
+    println!("{:<10} {:>9} {:>8}", "mappings", "sparsity", "recall");
+    for r in rows {
+        println!("{:<10} {:>9} {:>8.3}", r.mappings, format!("{}x", r.sparsity), r.recall);
+    }
+}
+
+fn print_question_recall(rows: &[RecallRow], context: usize, top_k: usize) {
+    println!(
+        "\nRecall of the true top-{top_k} keys within the budget over the question tokens of {} passkey prompts of \
+         {context} tokens (needle depths {PASSKEY_DEPTHS:?})",
+        PASSKEY_DEPTHS.len()
     );
     println!("{:<10} {:>9} {:>8}", "mappings", "sparsity", "recall");
     for r in rows {

@@ -56,3 +56,28 @@ pub fn recall_by_sparsity<B: Backend>(
         .map(|(&sparsity, sum)| RecallRow { mappings: name.to_string(), sparsity, recall: sum / layers })
         .collect()
 }
+
+/// [`recall_by_sparsity`] averaged over `passages`, each over its last `queries` positions
+/// (e.g. the question of a retrieval prompt: what a decode step after it selects for).
+pub fn mean_recall_by_sparsity<B: Backend>(
+    name: &str,
+    mappings: &HashMappings<B>,
+    passages: &[(CapturedQk, usize)],
+    labels: &LabelConfig,
+    sparsities: &[f64],
+    device: &B::Device,
+) -> Vec<RecallRow> {
+    let mut rows: Vec<RecallRow> = sparsities
+        .iter()
+        .map(|&sparsity| RecallRow { mappings: name.to_string(), sparsity, recall: 0.0 })
+        .collect();
+    for (passage, queries) in passages {
+        for (row, one) in rows
+            .iter_mut()
+            .zip(recall_by_sparsity(name, mappings, passage, labels, sparsities, *queries, device))
+        {
+            row.recall += one.recall / passages.len() as f64;
+        }
+    }
+    rows
+}
