@@ -54,6 +54,15 @@ pub fn in_range(option: &str, values: &[f64], min: f64, max: f64) -> Result<(), 
     }
 }
 
+/// Errors unless `value` of `option` is finite and above 0.
+pub fn positive_real(option: &str, value: f64) -> Result<(), Error> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{option} must be a positive number, got {value}").into())
+    }
+}
+
 /// Errors unless every sparsity of `option` is a finite factor of at least 1.
 pub fn sparsities(option: &str, values: &[f64]) -> Result<(), Error> {
     if values.is_empty() {

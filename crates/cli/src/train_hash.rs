@@ -282,9 +282,10 @@ fn check_args(args: &TrainHashArgs) -> Result<(), Error> {
     if args.top_k >= args.context {
         return Err(format!("--top-k {} must be below --context {}", args.top_k, args.context).into());
     }
-    checks::in_range("--learning-rate", &[args.learning_rate], f64::MIN_POSITIVE, 1.0)?;
+    checks::positive_real("--learning-rate", args.learning_rate)?;
+    checks::in_range("--learning-rate", &[args.learning_rate], 0.0, 1.0)?;
     if let Some(minutes) = args.time_limit_minutes {
-        checks::in_range("--time-limit-minutes", &[minutes], f64::MIN_POSITIVE, 1e6)?;
+        checks::positive_real("--time-limit-minutes", minutes)?;
     }
     checks::sparsities("--sparsities", &args.sparsities)?;
     checks::output_dir("--out", &args.out)
