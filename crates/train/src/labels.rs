@@ -48,8 +48,8 @@ pub fn true_logits<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>) -> Tensor<B, 4>
 
 /// Labels `[1, heads, count, end]` and eligible keys `[1, 1, count, end]` of queries at
 /// positions `start..start + count` with true `logits: [1, heads, count, end]`. On a CubeCL
-/// backend one top-k kernel per call picks exactly `top_k` keys (ties to the earlier key);
-/// elsewhere [`top_k_labels`] keeps every key tied with the `top_k`-th.
+/// backend the oracle's top-k kernel picks exactly `top_k` keys (ties to the earlier key) in
+/// one launch; elsewhere [`top_k_labels`] keeps every key tied with the `top_k`-th.
 pub fn labels_at<B: Backend>(
     config: &LabelConfig,
     logits: Tensor<B, 4>,
@@ -88,36 +88,8 @@ pub fn top_k_labels<B: Backend>(
         return eligible;
     }
     let masked = logits.mask_fill(eligible.clone().bool_not(), f32::NEG_INFINITY);
-    let threshold = kth_largest(masked.clone(), eligible.clone(), top_k);
+    let threshold = masked.clone().topk(top_k, 3).min_dim(3);
     masked.greater_equal(threshold.expand(dims)).bool_and(eligible)
-}
-
-/// Rounds of [`kth_largest`]'s bisection: enough to narrow any f32 range of logits to two
-/// neighbouring floats.
-const BISECTION_ROUNDS: usize = 40;
-
-/// The `k`-th largest eligible value `[.., 1]` of each row of `masked` (ineligible entries
-/// `-inf`; the smallest eligible value when a row has fewer than `k`): a bisection between
-/// the row's smallest and largest eligible values that keeps `count(>= low) >= k` and
-/// `count(>= high) < k`, each round one comparison and count over the row. Tensor ops only,
-/// with no sort: burn's `topk` sorts on the host under some backends, which cost seconds
-/// per training step at 8K tokens.
-fn kth_largest<B: Backend>(masked: Tensor<B, 4>, eligible: Tensor<B, 4, Bool>, k: usize) -> Tensor<B, 4> {
-    let dims = masked.dims();
-    let mut high = masked.clone().max_dim(3);
-    let mut low = masked.clone().mask_fill(eligible.bool_not(), f32::INFINITY).min_dim(3);
-    let at_least_k = |t: Tensor<B, 4>| {
-        masked.clone().greater_equal(t.expand(dims)).int().sum_dim(3).greater_equal_elem(k as i64)
-    };
-    for _ in 0..BISECTION_ROUNDS {
-        let mid = (low.clone() + high.clone()).div_scalar(2.0);
-        let enough = at_least_k(mid.clone());
-        low = low.mask_where(enough.clone(), mid.clone());
-        high = high.mask_where(enough.bool_not(), mid);
-    }
-    // Ties at the top: the largest value itself may have k or more copies.
-    let top_enough = at_least_k(high.clone());
-    low.mask_where(top_enough, high)
 }
 
 /// Repeats key heads `[b, kv_heads, n, d]` to `heads` (each serving `heads / kv_heads` query heads).

@@ -1,5 +1,5 @@
 //! The labels' CubeCL path (the oracle's top-k kernel and a scatter, under wgpu) picks the
-//! same keys as the reference bisection on ndarray, on random logits of odd sizes whose
+//! same keys as the reference (burn's `topk`) on ndarray, on random logits of odd sizes whose
 //! first queries have fewer eligible keys than `top_k`, or none.
 
 use burn::backend::{NdArray, Wgpu};
