@@ -70,6 +70,11 @@ pub struct TrainHashArgs {
     /// Steps per epoch.
     #[arg(long, default_value_t = 100)]
     steps_per_epoch: usize,
+    /// Earliest position of a training query (default: 256, or a quarter of `--context`
+    /// when that is less). Queries from early positions teach the mappings short contexts:
+    /// a query at position p sees what the last query of a p-token prompt sees.
+    #[arg(long)]
+    min_query_position: Option<usize>,
     /// Queries per step (all layers at once).
     #[arg(long, default_value_t = 64)]
     queries_per_step: usize,
@@ -175,7 +180,7 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
         .with_queries_per_step(args.queries_per_step)
         .with_steps_per_epoch(args.steps_per_epoch)
         .with_epochs(args.epochs)
-        .with_min_query_position(args.context / 4)
+        .with_min_query_position(args.min_query_position.unwrap_or(256.min(args.context / 4)))
         .with_center_keys(args.center_keys)
         .with_time_limit_seconds(args.time_limit_minutes.map(|m| m * 60.0))
         .with_init_mappings(args.init_mappings.as_ref().map(|p| p.display().to_string()));
@@ -278,6 +283,15 @@ fn check_args(args: &TrainHashArgs) -> Result<(), Error> {
             args.queries_per_step, args.context
         )
         .into());
+    }
+    if let Some(position) = args.min_query_position {
+        if position + args.queries_per_step > args.context {
+            return Err(format!(
+                "--min-query-position {position} leaves no room for --queries-per-step {} in --context {}",
+                args.queries_per_step, args.context
+            )
+            .into());
+        }
     }
     if args.top_k >= args.context {
         return Err(format!("--top-k {} must be below --context {}", args.top_k, args.context).into());

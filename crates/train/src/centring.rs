@@ -11,7 +11,6 @@
 
 use burn::module::Param;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
-use burn_sparse_attn_core::hash::HeadwiseMlp;
 use burn_sparse_attn_core::HashMappings;
 
 use crate::capture::CapturedQk;
@@ -89,50 +88,49 @@ impl KeyCentring {
     }
 
     /// The mappings that give on raw inputs what `mappings` give on standardised ones:
-    /// `((x - m) * s) W + b = x (diag(s) W) + (b - (m * s) W)` in every MLP's first layer.
-    pub fn fold<B: Backend>(&self, mut mappings: HashMappings<B>) -> HashMappings<B> {
-        for (l, mapping) in mappings.layers.iter_mut().enumerate() {
-            self.fold_mlp(l, &mut mapping.query);
-            self.fold_mlp(l, &mut mapping.key);
-        }
-        mappings
+    /// `((x - m) * s) W + b = x W' + b'` with `W' = diag(s) W` and `b' = b - m W'`, in every
+    /// MLP's first layer.
+    pub fn fold<B: Backend>(&self, mappings: HashMappings<B>) -> HashMappings<B> {
+        self.map_first_layers(mappings, |weight, bias, scale, shift| {
+            let folded = weight * scale;
+            let moved = shift.matmul(folded.clone()).squeeze_dim::<2>(1);
+            (folded, bias - moved)
+        })
     }
 
     /// The inverse of [`fold`](Self::fold): saved mappings of raw inputs as mappings of
     /// standardised ones, to continue training them with centring (`W = W' / s`,
     /// `b = b' + m W'`).
-    pub fn unfold<B: Backend>(&self, mut mappings: HashMappings<B>) -> HashMappings<B> {
-        for (l, mapping) in mappings.layers.iter_mut().enumerate() {
-            self.unfold_mlp(l, &mut mapping.query);
-            self.unfold_mlp(l, &mut mapping.key);
+    pub fn unfold<B: Backend>(&self, mappings: HashMappings<B>) -> HashMappings<B> {
+        self.map_first_layers(mappings, |weight, bias, scale, shift| {
+            let moved = shift.matmul(weight.clone()).squeeze_dim::<2>(1);
+            (weight / scale, bias + moved)
+        })
+    }
+
+    /// Replaces the weight `[heads, d, out]` and bias `[heads, out]` of the first layer of
+    /// every query and key MLP by `f(weight, bias, scale [heads, d, 1], mean [heads, 1, d])`,
+    /// each head with its KV head's statistics. New parameters are detached: on an
+    /// autodiff backend they are leaves to train.
+    fn map_first_layers<B: Backend>(
+        &self,
+        mut mappings: HashMappings<B>,
+        f: impl Fn(Tensor<B, 3>, Tensor<B, 2>, Tensor<B, 3>, Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 2>),
+    ) -> HashMappings<B> {
+        for (layer, mapping) in mappings.layers.iter_mut().enumerate() {
+            for mlp in [&mut mapping.query, &mut mapping.key] {
+                let first = &mut mlp.layers[0];
+                let weight = first.weight.val();
+                let [heads, d, _] = weight.dims();
+                let device = weight.device();
+                let scale = self.per_head::<B>(&self.inv_std[layer], heads, &device).reshape([heads, d, 1]);
+                let shift = self.per_head::<B>(&self.mean[layer], heads, &device).reshape([heads, 1, d]);
+                let (weight, bias) = f(weight, first.bias.val(), scale, shift);
+                first.weight = Param::from_tensor(weight.detach());
+                first.bias = Param::from_tensor(bias.detach());
+            }
         }
         mappings
-    }
-
-    fn unfold_mlp<B: Backend>(&self, layer: usize, mlp: &mut HeadwiseMlp<B>) {
-        let first = &mut mlp.layers[0];
-        let weight = first.weight.val();
-        let [heads, d, _] = weight.dims();
-        let device = weight.device();
-        let scale = self.per_head::<B>(&self.inv_std[layer], heads, &device).reshape([heads, d, 1]);
-        let shift = self.per_head::<B>(&self.mean[layer], heads, &device).reshape([heads, 1, d]);
-        let moved = shift.matmul(weight.clone()).squeeze_dim::<2>(1);
-        first.bias = Param::from_tensor((first.bias.val() + moved).detach());
-        first.weight = Param::from_tensor((weight / scale).detach());
-    }
-
-    /// New parameters are detached: on an autodiff backend they are leaves to train.
-    fn fold_mlp<B: Backend>(&self, layer: usize, mlp: &mut HeadwiseMlp<B>) {
-        let first = &mut mlp.layers[0];
-        let weight = first.weight.val();
-        let [heads, d, _] = weight.dims();
-        let device = weight.device();
-        let scale = self.per_head::<B>(&self.inv_std[layer], heads, &device).reshape([heads, d, 1]);
-        let shift = self.per_head::<B>(&self.mean[layer], heads, &device).reshape([heads, 1, d]);
-        let scaled = weight * scale;
-        let moved = shift.matmul(scaled.clone()).squeeze_dim::<2>(1);
-        first.bias = Param::from_tensor((first.bias.val() - moved).detach());
-        first.weight = Param::from_tensor(scaled.detach());
     }
 
     /// A statistic `[kv_heads, head_dim]` repeated for `heads` grouped heads, as
