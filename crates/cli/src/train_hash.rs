@@ -208,7 +208,11 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
         }
     };
     let train_seconds = start.elapsed().as_secs_f64();
-    eprintln!("trained in {train_seconds:.0} s; mappings in {}", mappings_dir.display());
+    if args.epochs == 0 {
+        eprintln!("evaluating the mappings in {}", mappings_dir.display());
+    } else {
+        eprintln!("trained in {train_seconds:.0} s; mappings in {}", mappings_dir.display());
+    }
 
     Backend::seed(&device, 1234);
     let random = HashMappingsConfig::new(mapping, config.layers).init::<Backend>(&device)?;
