@@ -14,9 +14,9 @@ use crate::metrics::HashStepOutput;
 use crate::objective::{recall_at_budget, relaxed_scores, weighted_bce};
 use burn_sparse_attn_core::HashMappings;
 
-/// Queries of a step whose recall is measured (its first ones): recall counts matches
-/// at every one of the `bits + 1` levels, which over all of a step's queries at 8K tokens
-/// cost more than the loss and its gradient.
+/// Queries of a step whose recall is measured (its first ones): recall counts matches at
+/// every one of the `bits + 1` levels, `bits + 1` passes over `[heads, queries, keys]`; a
+/// sample of the step's queries keeps the metric cheap at 8K tokens (not measured apart).
 pub const RECALL_QUERIES: usize = 32;
 
 /// The mappings with what a step needs to know besides them.
