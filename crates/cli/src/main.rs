@@ -15,6 +15,7 @@ mod evaluate;
 mod export_hash;
 mod generate;
 mod plot;
+mod precision;
 mod progress;
 mod setup;
 mod train_hash;

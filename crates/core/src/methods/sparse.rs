@@ -2,7 +2,10 @@
 
 use burn::tensor::{backend::Backend, Int, Tensor};
 
-use crate::attend::{gather_attention_unchecked, AttnOptions, AttnOutput};
+use crate::attend::{
+    gather_attention_unchecked, query_chunks, query_chunks_within, AttnOptions, AttnOutput,
+    MAX_GPU_CHUNK_ELEMENTS,
+};
 use crate::error::{AttnError, AttnResult};
 use crate::hash::ranked_group_matching_bits;
 use crate::kernels::{self, KernelWindow};
@@ -36,6 +39,15 @@ impl<B: Backend> Scorer<'_, B> {
         match self {
             Scorer::Signatures { group, .. } => *group,
             _ => 1,
+        }
+    }
+
+    /// Elements per query head that the kernel path holds at once for a query: the scores
+    /// of every key for exact and page scorers, the chosen keys otherwise.
+    fn kernel_elements_per_query(&self, kv_len: usize, heavy: usize) -> usize {
+        match self {
+            Scorer::Exact(_) | Scorer::Pages { .. } => kv_len,
+            Scorer::None | Scorer::Signatures { .. } => heavy.max(1),
         }
     }
 
@@ -119,13 +131,21 @@ pub(crate) fn select_then_attend<B: Backend>(
     if budget.sink == 0 && budget.window == 0 && heavy == 0 {
         return Err(AttnError::Config("the budget selects no key: set sink, window or heavy".into()));
     }
-    let per_query = shape.batch * shape.query_heads * shape.kv_len;
     let use_kernels = kernels::kernels_active::<B>();
+    let chunks = if use_kernels {
+        // The kernels keep no per-query key lists nor logits: only exact and page scores
+        // are formed per chunk, so chunks are as large as those allow (each costs launches).
+        let per_query =
+            shape.batch * shape.query_heads * scorer.kernel_elements_per_query(shape.kv_len, heavy);
+        query_chunks_within(shape.query_len, per_query, MAX_GPU_CHUNK_ELEMENTS)
+    } else {
+        vec![(0, shape.query_len)]
+    };
     let mut parts = Vec::new();
-    for (start, len) in crate::attend::query_chunks(shape.query_len, per_query) {
-        let q_chunk = q.clone().narrow(2, start, len);
-        let chunk_positions = positions.shifted(start);
+    for (start, len) in chunks {
         if use_kernels {
+            let q_chunk = q.clone().narrow(2, start, len);
+            let chunk_positions = positions.shifted(start);
             let at = KernelWindow {
                 first_position: positions.offset + start,
                 sink: budget.sink,
@@ -146,18 +166,25 @@ pub(crate) fn select_then_attend<B: Backend>(
                 }
             }
         }
-        let dims = [shape.batch, shape.query_heads, len];
-        let chosen = scorer.heavy_selection(start, len, &chunk_positions, budget, heavy)?;
-        let selection = budget_union(chosen, &chunk_positions, dims, budget, &q.device())?;
-        let chunk_shape = AttnShape { query_len: len, ..shape };
-        parts.push(gather_attention_unchecked(
-            q_chunk,
-            k.clone(),
-            v.clone(),
-            &selection,
-            &chunk_shape,
-            scale,
-        ));
+        // The reference path, in chunks of its own bound (a kernel may have declined a
+        // chunk sized for the kernels).
+        let reference_per_query = shape.batch * shape.query_heads * shape.kv_len;
+        for (sub_start, sub_len) in query_chunks(len, reference_per_query) {
+            let (start, len) = (start + sub_start, sub_len);
+            let chunk_positions = positions.shifted(start);
+            let dims = [shape.batch, shape.query_heads, len];
+            let chosen = scorer.heavy_selection(start, len, &chunk_positions, budget, heavy)?;
+            let selection = budget_union(chosen, &chunk_positions, dims, budget, &q.device())?;
+            let chunk_shape = AttnShape { query_len: len, ..shape };
+            parts.push(gather_attention_unchecked(
+                q.clone().narrow(2, start, len),
+                k.clone(),
+                v.clone(),
+                &selection,
+                &chunk_shape,
+                scale,
+            ));
+        }
     }
     Ok(AttnOutput::cat(parts))
 }

@@ -12,6 +12,8 @@ use crate::shape::{group_heads, ungroup_heads};
 pub fn exact_scores<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, scale: f64) -> Tensor<B, 4> {
     let [_, query_heads, _, _] = q.dims();
     let kv_heads = k.dims()[1];
-    let logits = group_heads(q, kv_heads).matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+    // Scaling the queries, not the logits: one pass over `q` instead of over the
+    // `[.., query_len, kv_len]` logits, the largest tensor of a prefill's selection.
+    let logits = group_heads(q.mul_scalar(scale), kv_heads).matmul(k.swap_dims(2, 3));
     ungroup_heads(logits, query_heads)
 }

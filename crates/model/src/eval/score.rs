@@ -1,6 +1,6 @@
 //! Evaluation of a model with a given attention: perplexity and next-token agreement.
 
-use burn::tensor::{activation::log_softmax, backend::Backend, Tensor};
+use burn::tensor::{activation::log_softmax, backend::Backend, FloatDType, Tensor};
 
 use serde::Serialize;
 
@@ -47,7 +47,8 @@ pub fn score_sequence<B: Backend>(
 /// The score of `logits: [1, n, vocab]` predicting `targets` (`n` tokens).
 fn score_logits<B: Backend>(logits: Tensor<B, 3>, targets: &[u32], device: &B::Device) -> SequenceScore {
     let [_, n, vocab] = logits.dims();
-    let logits = logits.reshape([n, vocab]);
+    // Log-probabilities and their mean in f32 whatever the model's float type.
+    let logits = logits.reshape([n, vocab]).cast(FloatDType::F32);
     let targets = token_ids::<B>(targets, device).reshape([n, 1]);
     let picked = log_softmax(logits.clone(), 1).gather(1, targets);
     let nll = -picked.mean().into_scalar().elem::<f64>();

@@ -10,4 +10,4 @@ pub use model::{
     layer_attention, token_batch, token_ids, AttentionInputs, AttentionPlan, LayerMethod, Llama, LlamaLayer,
     RmsNorm,
 };
-pub use rope::apply_rope;
+pub use rope::{apply_rope, RopeTable};
