@@ -1,8 +1,10 @@
 //! Top-k keys per query without a full sort: a radix select finds the k-th largest score,
 //! then one pass writes the keys above it and the first keys equal to it, in key order.
 //!
-//! One cube of [`UNITS`] units per selection row; each unit owns a contiguous run of the
-//! candidate keys, so that "the first ties" means the lowest key indices, deterministically.
+//! One cube of [`UNITS`] units per selection row. The radix rounds' histograms read the
+//! row with the units interleaved (coalesced); the final passes give each unit a contiguous
+//! run of the candidate keys, so that "the first ties" means the lowest key indices,
+//! deterministically.
 //! Float scores are mapped to order-preserving u32 keys. (Signature match counts take few
 //! values and have their own kernels, [`crate::match_top_k`].)
 
@@ -84,11 +86,15 @@ fn top_k_kernel<F: Float>(
         let shift = u32::cast_from(8usize * (rounds - 1usize - round));
         histogram[unit].store(0u32);
         sync_cube();
-        for key in lo..hi {
+        // A histogram does not care which unit counts a key: units stride over the row
+        // together, so that a plane's loads are contiguous (the runs below are not).
+        let mut key = rows.sink + unit;
+        while key < end {
             let order = order_key::<F>(scores, rows, row, key);
             if order > floor && (order & mask) == prefix {
                 histogram[usize::cast_from((order >> shift) & 255u32)].fetch_add(1u32);
             }
+            key += UNITS;
         }
         sync_cube();
         if unit == 0usize {

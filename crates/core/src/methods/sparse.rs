@@ -133,8 +133,9 @@ pub(crate) fn select_then_attend<B: Backend>(
     }
     let use_kernels = kernels::kernels_active::<B>();
     let chunks = if use_kernels {
-        // The kernels keep no per-query key lists nor logits: only exact and page scores
-        // are formed per chunk, so chunks are as large as those allow (each costs launches).
+        // A kernel chunk holds its exact or page scores, or only its chosen keys (no key
+        // lists of the budget, no gathered rows): chunks as large as that allows, since
+        // each costs launches.
         let per_query =
             shape.batch * shape.query_heads * scorer.kernel_elements_per_query(shape.kv_len, heavy);
         query_chunks_within(shape.query_len, per_query, MAX_GPU_CHUNK_ELEMENTS)
