@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use burn_sparse_attn_core::profile;
 use burn_sparse_attn_model::eval::{
     attention_fidelity, perplexity_sweep, retrieval_sweep, FidelityRow, FidelitySweep, Haystack, MethodKind,
     PerplexityRow, PerplexitySweep, Preset, Protocol, RetrievalRow, RetrievalSweep, RetrievalTask,
@@ -212,7 +213,12 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
                 r.found,
                 r.trials,
                 r.seconds
-            ))
+            ));
+            // Each setting's rows come together: its first row takes the setting's profile.
+            if profile::enabled() && Some(&r.depth) == args.depths.first() {
+                let name = format!("{} {} at {}", r.task, label(r.method, r.preset, r.sparsity), r.context);
+                eprintln!("\nprofile of {name}:\n{}", profile::table(&profile::take()));
+            }
         })?;
         drop(progress);
         print_retrieval(&results.retrieval, &args.depths);

@@ -9,8 +9,8 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend as _;
 use burn_sparse_attn_core::{HashMappingConfig, HashMappingsConfig};
 use burn_sparse_attn_model::eval::{
-    perplexity_sweep, retrieval_prompt, MethodKind, PerplexityRow, PerplexitySweep, Preset, Protocol,
-    RetrievalTask,
+    perplexity_sweep, retrieval_prompt, MethodKind, PerplexityRow, PerplexitySweep, Preset, PromptFit,
+    Protocol, RetrievalTask,
 };
 use burn_sparse_attn_train::evaluate::{mean_recall_by_sparsity, recall_by_sparsity, RecallRow};
 use burn_sparse_attn_train::labels::LabelConfig;
@@ -161,8 +161,15 @@ pub fn run(args: TrainHashArgs) -> Result<(), Error> {
     progress.step(format!("{} (held out)", holdout.display()));
     let mut questions = Vec::new();
     for (i, &depth) in PASSKEY_DEPTHS.iter().enumerate() {
-        let prompt =
-            retrieval_prompt(RetrievalTask::Passkey, &tokenizer, None, args.context, depth, i as u64)?;
+        let prompt = retrieval_prompt(
+            RetrievalTask::Passkey,
+            &tokenizer,
+            None,
+            args.context,
+            depth,
+            i as u64,
+            PromptFit::ContextPart,
+        )?;
         questions.push((capture_qk(&mut model, &prompt.tokens(), &device)?, prompt.question.len()));
         progress.step(format!("passkey prompt, needle at depth {depth}"));
     }

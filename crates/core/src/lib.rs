@@ -18,6 +18,7 @@ pub mod hash;
 pub mod kernels;
 pub mod methods;
 pub mod positions;
+pub mod profile;
 pub mod quality;
 pub mod rng;
 pub mod select;

@@ -15,6 +15,7 @@ use crate::attend::{
 use crate::cache::KvCache;
 use crate::error::AttnResult;
 use crate::kernels::{self, BlockSizes, KernelWindow};
+use crate::profile;
 use crate::select::{
     hip_mask, sink_selection, window_selection, HipMask, HipMaskParams, KeySelection, Representative,
 };
@@ -249,8 +250,14 @@ impl<B: Backend> AttentionMethod<B> for HipAttention {
             let len = (count * p.block_size_q).min(shape.query_len - start);
             let chunk_positions = positions.shifted(start);
             let q = q.clone().narrow(2, start, len);
-            let mask = hip_mask(q.clone(), k.clone(), &chunk_positions, p)?;
-            let part = match self.block_kernel(&q, &k, &v, &mask, &chunk_positions, scale) {
+            let device = q.device();
+            let mask = profile::span::<B, _>("hip mask", &device, || {
+                hip_mask(q.clone(), k.clone(), &chunk_positions, p)
+            })?;
+            let attended = profile::span::<B, _>("attend", &device, || {
+                self.block_kernel(&q, &k, &v, &mask, &chunk_positions, scale)
+            });
+            let part = match attended {
                 Some(part) => part,
                 None => {
                     let selection = self.selection(&mask, &chunk_positions, len)?;

@@ -69,7 +69,7 @@ pub(crate) fn append_new_tokens<B: Backend>(
     cache: &mut KvCache<B>,
 ) -> AttnResult<(Tensor<B, 4>, Tensor<B, 4>)> {
     check_new_tokens(q, &k, &v)?;
-    cache.append(owner, k, v)
+    crate::profile::span::<B, _>("cache append", &q.device(), || cache.append(owner, k, v))
 }
 
 /// Checks that `q`, `k` and `v` describe the same `new_len` tokens.

@@ -10,6 +10,7 @@ use crate::error::{AttnError, AttnResult};
 use crate::hash::ranked_group_matching_bits;
 use crate::kernels::{self, KernelWindow};
 use crate::positions::QueryPositions;
+use crate::profile;
 use crate::select::{
     budget_union, candidate_page_scores, page_keys, page_selection, top_k_selection, KeySelection,
     SparseBudget,
@@ -43,10 +44,12 @@ impl<B: Backend> Scorer<'_, B> {
     }
 
     /// Elements per query head that the kernel path holds at once for a query: the scores
-    /// of every key for exact and page scorers, the chosen keys otherwise.
+    /// of every key for exact scorers, of every page (and the chosen keys) for page
+    /// scorers, the chosen keys otherwise.
     fn kernel_elements_per_query(&self, kv_len: usize, heavy: usize) -> usize {
         match self {
-            Scorer::Exact(_) | Scorer::Pages { .. } => kv_len,
+            Scorer::Exact(_) => kv_len,
+            Scorer::Pages { page_size, .. } => kv_len.div_ceil(*page_size).max(heavy),
             Scorer::None | Scorer::Signatures { .. } => heavy.max(1),
         }
     }
@@ -110,6 +113,10 @@ impl<B: Backend> Scorer<'_, B> {
     }
 }
 
+/// Queries from which sink-and-window attention runs in the block kernel (tiles of
+/// queries) rather than a key list per query (decode steps, which split the list instead).
+const BLOCK_KERNEL_QUERIES: usize = 16;
+
 /// Causal sparse attention of `q` over the whole cached `k`, `v`: per chunk of queries,
 /// score the keys with `scorer`, select the budget's keys, attend to them. On a CubeCL
 /// backend the selection and the attention run as kernels (see [`crate::kernels`]).
@@ -132,6 +139,17 @@ pub(crate) fn select_then_attend<B: Backend>(
         return Err(AttnError::Config("the budget selects no key: set sink, window or heavy".into()));
     }
     let use_kernels = kernels::kernels_active::<B>();
+    if use_kernels && heavy == 0 && shape.query_len >= BLOCK_KERNEL_QUERIES {
+        // Sink and window only: tiles of consecutive queries share most of their keys, so
+        // the block kernel reads each key once per tile (on tensor cores where it can).
+        let at = KernelWindow { first_position: positions.offset, sink: budget.sink, window: budget.window };
+        let attended = profile::span::<B, _>("attend", &q.device(), || {
+            kernels::block_sparse_attention(&q, &k, &v, None, at, scale)
+        });
+        if let Some(out) = attended {
+            return Ok(out);
+        }
+    }
     let chunks = if use_kernels {
         // A kernel chunk holds its exact or page scores, or only its chosen keys (no key
         // lists of the budget, no gathered rows): chunks as large as that allows, since
@@ -155,13 +173,16 @@ pub(crate) fn select_then_attend<B: Backend>(
             let chosen = if heavy == 0 {
                 None
             } else {
-                scorer.kernel_heavy(start, len, &chunk_positions, at, heavy)?
+                profile::span::<B, _>("select", &q.device(), || {
+                    scorer.kernel_heavy(start, len, &chunk_positions, at, heavy)
+                })?
             };
             if heavy == 0 || chosen.is_some() {
                 let group = scorer.group();
-                if let Some(out) =
+                let attended = profile::span::<B, _>("attend", &q.device(), || {
                     kernels::sparse_attention(&q_chunk, &k, &v, chosen.as_ref(), group, at, scale)
-                {
+                });
+                if let Some(out) = attended {
                     parts.push(out);
                     continue;
                 }

@@ -14,9 +14,11 @@ pub mod score;
 pub mod suite;
 
 pub use fidelity::{attention_fidelity, FidelityRow, FidelitySweep};
-pub use needles::{answer_holds, retrieval_prompt, Haystack, RetrievalPrompt, RetrievalTask, QUESTION_ROOM};
+pub use needles::{
+    answer_holds, retrieval_prompt, Haystack, PromptFit, RetrievalPrompt, RetrievalTask, QUESTION_ROOM,
+};
 pub use perplexity::{perplexity_sweep, PerplexityRow, PerplexitySweep};
-pub use retrieval::{retrieval_sweep, RetrievalRow, RetrievalSweep};
+pub use retrieval::{prompt_fit, retrieval_sweep, RetrievalRow, RetrievalSweep};
 pub use score::{score_decoding, score_sequence, Protocol, SequenceScore};
 pub use suite::{
     head_layout, method_config, plan, settings, Configured, HeadLayout, KeyBudget, MethodKind, Preset,

@@ -217,10 +217,24 @@ fn magic_needle(key: &str, value: &str) -> String {
     format!("One of the special magic numbers for {key} is: {value}.")
 }
 
-/// A prompt of `task` within `context` tokens: a context part of exactly `context -`
-/// [`QUESTION_ROOM`] tokens (filled with as much filler as fits), then the question; its
-/// asked needle at `depth` (0 = start of the filler, 1 = end), everything drawn from `seed`.
-/// `haystack` is needed by the tasks whose filler is book text.
+/// Which length the prompts at one context share, so that they run as one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptFit {
+    /// The context part: exactly `context -` [`QUESTION_ROOM`] tokens, then a question of its
+    /// own length (the decode protocol prefills the context parts as one batch and decodes
+    /// the questions in lockstep).
+    ContextPart,
+    /// The whole prompt: exactly `context - QUESTION_ROOM / 2` tokens, the filler taking
+    /// what the question leaves (sparse prefill runs whole prompts, and a batch needs one
+    /// length: with [`PromptFit::ContextPart`] a task's keys of different token counts split
+    /// its prompts into several batches, each paying its own decode steps).
+    Whole,
+}
+
+/// A prompt of `task` within `context` tokens, of the length `fit` says (filled with as much
+/// filler as fits), then the question; its asked needle at `depth` (0 = start of the
+/// filler, 1 = end), everything drawn from `seed`. `haystack` is needed by the tasks whose
+/// filler is book text.
 pub fn retrieval_prompt(
     task: RetrievalTask,
     tokenizer: &GgufTokenizer,
@@ -228,6 +242,7 @@ pub fn retrieval_prompt(
     context: usize,
     depth: f64,
     seed: u64,
+    fit: PromptFit,
 ) -> ModelResult<RetrievalPrompt> {
     let mut rng = SplitMix64::new(seed);
     // Needles: (depth, text); the first is the asked one, the others at random depths.
@@ -281,7 +296,10 @@ The special magic number for {asked} mentioned in the provided text is"
         )));
     }
     let fixed = intro.len() + needle_tokens.iter().map(|(_, t)| t.len()).sum::<usize>();
-    let part = context.saturating_sub(QUESTION_ROOM);
+    let part = match fit {
+        PromptFit::ContextPart => context.saturating_sub(QUESTION_ROOM),
+        PromptFit::Whole => context.saturating_sub(QUESTION_ROOM / 2 + question_tokens.len()),
+    };
     if fixed + 16 > part {
         return Err(ModelError::Eval(format!(
             "a {task} prompt needs more than {context} tokens ({} without filler); use a longer context",

@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn_sparse_attn_core::{Attention, KvCache};
 use serde::Serialize;
 
-use super::needles::{answer_holds, retrieval_prompt, Haystack, RetrievalPrompt, RetrievalTask};
+use super::needles::{answer_holds, retrieval_prompt, Haystack, PromptFit, RetrievalPrompt, RetrievalTask};
 use super::score::Protocol;
 use super::suite::{settings, MethodKind, Preset, SweepOptions};
 use crate::error::{ModelError, ModelResult};
@@ -68,7 +68,15 @@ impl RetrievalSweep {
         }
         for &task in &self.tasks {
             for &context in &self.contexts {
-                retrieval_prompt(task, tokenizer, haystack, context, 0.5, self.seed)?;
+                retrieval_prompt(
+                    task,
+                    tokenizer,
+                    haystack,
+                    context,
+                    0.5,
+                    self.seed,
+                    prompt_fit(self.protocol),
+                )?;
             }
         }
         Ok(())
@@ -86,8 +94,8 @@ pub struct RetrievalRow {
     pub preset: Preset,
     /// How the prompt met the method.
     pub protocol: Protocol,
-    /// Prompt length in tokens, at most: the context part has `context -`
-    /// [`super::needles::QUESTION_ROOM`] tokens, the question follows.
+    /// Prompt length in tokens, at most (see [`PromptFit`] for the exact lengths under each
+    /// protocol).
     pub context: usize,
     /// Sparsity factor (1 for dense).
     pub sparsity: f64,
@@ -141,7 +149,8 @@ pub fn retrieval_sweep<B: Backend>(
                 for trial in 0..sweep.trials {
                     let seed =
                         sweep.seed ^ ((t * 1_000_003 + d * 1009 + trial) as u64).wrapping_mul(0x9e37_79b9);
-                    prompts.push(retrieval_prompt(task, tokenizer, haystack, context, depth, seed)?);
+                    let fit = prompt_fit(sweep.protocol);
+                    prompts.push(retrieval_prompt(task, tokenizer, haystack, context, depth, seed, fit)?);
                 }
             }
             let batches = prompt_batches(&prompts, sweep.protocol, sweep.batch);
@@ -207,6 +216,16 @@ pub fn retrieval_sweep<B: Backend>(
     }
     model.use_attention(dense);
     Ok(rows)
+}
+
+/// The length a protocol's prompts share at one context, so that a task's prompts form as
+/// few batches as they can: whole prompts for sparse prefill, context parts for the decode
+/// protocol (which decodes the questions in lockstep).
+pub fn prompt_fit(protocol: Protocol) -> PromptFit {
+    match protocol {
+        Protocol::SparsePrefill => PromptFit::Whole,
+        Protocol::DensePrefillSparseDecode { .. } => PromptFit::ContextPart,
+    }
 }
 
 /// Indices of `prompts` in batches of at most `batch` that can run together under

@@ -3,10 +3,10 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use burn_sparse_attn_core::KvCache;
+use burn_sparse_attn_core::{profile, KvCache};
 
 use crate::error::{ModelError, ModelResult};
-use crate::llama::{token_batch, Llama};
+use crate::llama::{phase_name, token_batch, Llama};
 
 impl<B: Backend> Llama<B> {
     /// Greedy continuations of `prompts`, which must all have the same length, run as one
@@ -89,15 +89,21 @@ impl<B: Backend> Llama<B> {
 
     /// Appends `input: [batch, len]` to `caches`; the greedy next token of each row.
     fn greedy_step(&self, input: Tensor<B, 2, Int>, caches: &mut [KvCache<B>]) -> ModelResult<Vec<u32>> {
-        let hidden = self.hidden(input, caches)?;
-        let [batch, t, d] = hidden.dims();
-        let last = self.logits(hidden.slice([0..batch, t - 1..t, 0..d]));
-        let next: Vec<i64> = last
-            .argmax(2)
-            .into_data()
-            .convert::<i64>()
-            .to_vec()
-            .map_err(|e| ModelError::Generation(format!("reading the next tokens: {e:?}")))?;
-        Ok(next.into_iter().map(|t| t as u32).collect())
+        let device = input.device();
+        let phase = phase_name(input.dims()[1]);
+        profile::span::<B, _>(&format!("{phase} pass"), &device, || {
+            let hidden = self.hidden(input, caches)?;
+            let [batch, t, d] = hidden.dims();
+            profile::span::<B, _>(&format!("{phase} logits and argmax"), &device, || {
+                let last = self.logits(hidden.slice([0..batch, t - 1..t, 0..d]));
+                let next: Vec<i64> = last
+                    .argmax(2)
+                    .into_data()
+                    .convert::<i64>()
+                    .to_vec()
+                    .map_err(|e| ModelError::Generation(format!("reading the next tokens: {e:?}")))?;
+                Ok(next.into_iter().map(|t| t as u32).collect())
+            })
+        })
     }
 }

@@ -6,6 +6,7 @@ mod model;
 mod rope;
 
 pub use config::LlamaConfig;
+pub(crate) use model::phase_name;
 pub use model::{
     layer_attention, token_batch, token_ids, AttentionInputs, AttentionPlan, LayerMethod, Llama, LlamaLayer,
     RmsNorm,

@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use burn_sparse_attn_core::{
-    Attention, AttentionConfig, AttentionMethod, HashMappings, HashMappingsConfig, KvCache,
+    profile, Attention, AttentionConfig, AttentionMethod, HashMappings, HashMappingsConfig, KvCache,
 };
 
 use super::config::LlamaConfig;
@@ -182,14 +182,26 @@ impl<B: Backend> LlamaLayer<B> {
         probe: &mut dyn FnMut(&AttentionInputs<B>) -> ModelResult<()>,
     ) -> ModelResult<Tensor<B, 3>> {
         let [b, t, _] = x.dims();
-        let inputs = self.attention_inputs(x.clone(), rope, config);
+        let device = x.device();
+        let phase = phase_name(t);
+        let inputs = profile::span::<B, _>(&format!("{phase} q k v"), &device, || {
+            self.attention_inputs(x.clone(), rope, config)
+        });
         probe(&inputs)?;
         let AttentionInputs { q, k, v } = inputs;
-        let attended = self.attention.forward_cached(q, k, v, cache)?.output;
-        let x =
-            x + self.o.forward(attended.swap_dims(1, 2).reshape([b, t, config.heads * config.head_dim()]));
-        let h = self.ffn_norm.forward(x.clone());
-        Ok(x.clone() + self.down.forward(silu(self.gate.forward(h.clone())) * self.up.forward(h)))
+        let attended = profile::span::<B, _>(&format!("{phase} attention"), &device, || {
+            self.attention.forward_cached(q, k, v, cache)
+        })?
+        .output;
+        Ok(profile::span::<B, _>(&format!("{phase} output and mlp"), &device, || {
+            let x = x + self.o.forward(attended.swap_dims(1, 2).reshape([
+                b,
+                t,
+                config.heads * config.head_dim(),
+            ]));
+            let h = self.ffn_norm.forward(x.clone());
+            x.clone() + self.down.forward(silu(self.gate.forward(h.clone())) * self.up.forward(h))
+        }))
     }
 }
 
@@ -235,7 +247,10 @@ impl<B: Backend> Llama<B> {
         }
         // One read-back for all layers: NaN from bad weights or inputs stops the run here,
         // named by the first layer whose output holds it, instead of turning into a score.
-        if let Some(layer) = first_non_finite(sums) {
+        let non_finite = profile::span::<B, _>(&format!("{} finite check", phase_name(t)), &device, || {
+            first_non_finite(sums)
+        });
+        if let Some(layer) = non_finite {
             return Err(ModelError::NonFinite(format!("the hidden states after layer {layer}")));
         }
         Ok(self.norm.forward(x))
@@ -334,6 +349,16 @@ pub fn layer_attention<B: Backend>(
         }
         (config, _) => config.init(device)?,
     })
+}
+
+/// The profile's name of a pass over `len` new tokens per row (see
+/// [`burn_sparse_attn_core::profile`]).
+pub(crate) fn phase_name(len: usize) -> &'static str {
+    if len > 1 {
+        "prefill"
+    } else {
+        "decode"
+    }
 }
 
 /// `tokens` as a batch of one, `[1, len]`, on `device`.

@@ -10,8 +10,8 @@ use burn_sparse_attn_model::eval::retrieval::{
     answer, answer_after, answer_batch, prefill_contexts, prompt_batches,
 };
 use burn_sparse_attn_model::eval::{
-    answer_holds, retrieval_prompt, Haystack, MethodKind, Preset, Protocol, RetrievalTask, Setting,
-    SweepOptions, QUESTION_ROOM,
+    answer_holds, prompt_fit, retrieval_prompt, Haystack, MethodKind, Preset, PromptFit, Protocol,
+    RetrievalTask, Setting, SweepOptions, QUESTION_ROOM,
 };
 use burn_sparse_attn_model::AttentionPlan;
 
@@ -28,7 +28,9 @@ fn haystack() -> Haystack {
 fn passkey_is_found_unless_the_attention_drops_it() {
     let device = Default::default();
     let (mut model, tokenizer) = dense_model();
-    let prompt = retrieval_prompt(RetrievalTask::Passkey, &tokenizer, None, 512, 0.1, 4).unwrap();
+    let prompt =
+        retrieval_prompt(RetrievalTask::Passkey, &tokenizer, None, 512, 0.1, 4, PromptFit::ContextPart)
+            .unwrap();
     assert_eq!(prompt.context.len(), 512 - QUESTION_ROOM);
     assert!(prompt.tokens().len() <= 512);
     let dense = model.build_attention(&AttentionPlan::dense(), &device).unwrap();
@@ -52,6 +54,29 @@ fn passkey_is_found_unless_the_attention_drops_it() {
 }
 
 #[test]
+fn whole_prompts_of_one_context_share_their_length_and_form_one_batch() {
+    let (_, tokenizer) = dense_model();
+    let haystack = haystack();
+    let prompts = |fit| -> Vec<_> {
+        RetrievalTask::ALL
+            .into_iter()
+            .flat_map(|task| (0..3).map(move |seed| (task, seed)))
+            .map(|(task, seed)| {
+                retrieval_prompt(task, &tokenizer, Some(&haystack), 640, 0.5, seed, fit).unwrap()
+            })
+            .collect()
+    };
+    let whole = prompts(prompt_fit(Protocol::SparsePrefill));
+    assert!(whole.iter().all(|p| p.tokens().len() == 640 - QUESTION_ROOM / 2));
+    assert_eq!(prompt_batches(&whole, Protocol::SparsePrefill, 64).len(), 1);
+    // Fitted by their context parts (the decode protocol's fit), the questions' different
+    // lengths split the same prompts into several prefill batches.
+    let parts = prompts(prompt_fit(DECODE));
+    assert!(parts.iter().all(|p| p.context.len() == 640 - QUESTION_ROOM));
+    assert!(prompt_batches(&parts, Protocol::SparsePrefill, 64).len() > 1);
+}
+
+#[test]
 fn dense_solves_every_task_at_1k_under_both_protocols() {
     let device = Default::default();
     let (mut model, tokenizer) = dense_model();
@@ -61,7 +86,8 @@ fn dense_solves_every_task_at_1k_under_both_protocols() {
         let prompts: Vec<_> = [(0.1, 1), (0.4, 2), (0.6, 3), (0.9, 4)]
             .into_iter()
             .map(|(depth, seed)| {
-                retrieval_prompt(task, &tokenizer, Some(&haystack), 1024, depth, seed).unwrap()
+                retrieval_prompt(task, &tokenizer, Some(&haystack), 1024, depth, seed, PromptFit::ContextPart)
+                    .unwrap()
             })
             .collect();
         assert!(prompts.iter().all(|p| p.context.len() == 1024 - QUESTION_ROOM), "{task}");
@@ -113,7 +139,10 @@ fn a_batch_answers_as_its_prompts_do_one_at_a_time() {
     let prompts: Vec<_> =
         [(RetrievalTask::Passkey, 1), (RetrievalTask::MultiKey, 2), (RetrievalTask::Distractors, 3)]
             .into_iter()
-            .map(|(task, seed)| retrieval_prompt(task, &tokenizer, Some(&haystack), 384, 0.3, seed).unwrap())
+            .map(|(task, seed)| {
+                retrieval_prompt(task, &tokenizer, Some(&haystack), 384, 0.3, seed, PromptFit::ContextPart)
+                    .unwrap()
+            })
             .collect();
     let lengths: Vec<usize> = prompts.iter().map(|p| p.question.len()).collect();
     assert!(lengths[0] < lengths[1] && lengths[0] < lengths[2], "{lengths:?}");
