@@ -89,10 +89,14 @@ impl<B: Backend> Scorer<'_, B> {
         positions: &QueryPositions,
         at: KernelWindow,
         heavy: usize,
+        device: &B::Device,
     ) -> AttnResult<Option<Tensor<B, 4, Int>>> {
         Ok(match self {
             Scorer::None => None,
-            Scorer::Exact(score) => kernels::top_k_by_scores(&score(start, len)?, at, heavy),
+            Scorer::Exact(score) => {
+                let scores = profile::span::<B, _>("score", device, || score(start, len))?;
+                profile::span::<B, _>("top-k", device, || kernels::top_k_by_scores(&scores, at, heavy))
+            }
             Scorer::Signatures { query, key, group } => {
                 kernels::top_k_by_signatures(&query.clone().narrow(2, start, len), key, *group, at, heavy)
             }
@@ -174,7 +178,7 @@ pub(crate) fn select_then_attend<B: Backend>(
                 None
             } else {
                 profile::span::<B, _>("select", &q.device(), || {
-                    scorer.kernel_heavy(start, len, &chunk_positions, at, heavy)
+                    scorer.kernel_heavy(start, len, &chunk_positions, at, heavy, &q.device())
                 })?
             };
             if heavy == 0 || chosen.is_some() {
