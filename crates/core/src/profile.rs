@@ -7,6 +7,7 @@
 //!
 //! The synchronisations slow a run down: profile to compare parts, time without it.
 
+use std::fmt::Display;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -32,8 +33,9 @@ pub fn enabled() -> bool {
 }
 
 /// Runs `work`, charging its time on `device` (synchronised before and after) to `name`
-/// when profiling is [`enabled`].
-pub fn span<B: Backend, T>(name: &str, device: &B::Device, work: impl FnOnce() -> T) -> T {
+/// when profiling is [`enabled`]. `name` is formatted only then (pass `format_args!`
+/// rather than a `String`: hot paths call this on every layer).
+pub fn span<B: Backend, T>(name: impl Display, device: &B::Device, work: impl FnOnce() -> T) -> T {
     if !enabled() {
         return work();
     }
@@ -41,7 +43,7 @@ pub fn span<B: Backend, T>(name: &str, device: &B::Device, work: impl FnOnce() -
     let start = Instant::now();
     let out = work();
     let _ = B::sync(device);
-    record(name, start.elapsed().as_secs_f64());
+    record(&name.to_string(), start.elapsed().as_secs_f64());
     out
 }
 

@@ -91,10 +91,10 @@ impl<B: Backend> Llama<B> {
     fn greedy_step(&self, input: Tensor<B, 2, Int>, caches: &mut [KvCache<B>]) -> ModelResult<Vec<u32>> {
         let device = input.device();
         let phase = phase_name(input.dims()[1]);
-        profile::span::<B, _>(&format!("{phase} pass"), &device, || {
+        profile::span::<B, _>(format_args!("{phase} pass"), &device, || {
             let hidden = self.hidden(input, caches)?;
             let [batch, t, d] = hidden.dims();
-            profile::span::<B, _>(&format!("{phase} logits and argmax"), &device, || {
+            profile::span::<B, _>(format_args!("{phase} logits and argmax"), &device, || {
                 let last = self.logits(hidden.slice([0..batch, t - 1..t, 0..d]));
                 let next: Vec<i64> = last
                     .argmax(2)

@@ -184,16 +184,16 @@ impl<B: Backend> LlamaLayer<B> {
         let [b, t, _] = x.dims();
         let device = x.device();
         let phase = phase_name(t);
-        let inputs = profile::span::<B, _>(&format!("{phase} q k v"), &device, || {
+        let inputs = profile::span::<B, _>(format_args!("{phase} q k v"), &device, || {
             self.attention_inputs(x.clone(), rope, config)
         });
         probe(&inputs)?;
         let AttentionInputs { q, k, v } = inputs;
-        let attended = profile::span::<B, _>(&format!("{phase} attention"), &device, || {
+        let attended = profile::span::<B, _>(format_args!("{phase} attention"), &device, || {
             self.attention.forward_cached(q, k, v, cache)
         })?
         .output;
-        Ok(profile::span::<B, _>(&format!("{phase} output and mlp"), &device, || {
+        Ok(profile::span::<B, _>(format_args!("{phase} output and mlp"), &device, || {
             let x = x + self.o.forward(attended.swap_dims(1, 2).reshape([
                 b,
                 t,
@@ -247,9 +247,10 @@ impl<B: Backend> Llama<B> {
         }
         // One read-back for all layers: NaN from bad weights or inputs stops the run here,
         // named by the first layer whose output holds it, instead of turning into a score.
-        let non_finite = profile::span::<B, _>(&format!("{} finite check", phase_name(t)), &device, || {
-            first_non_finite(sums)
-        });
+        let non_finite =
+            profile::span::<B, _>(format_args!("{} finite check", phase_name(t)), &device, || {
+                first_non_finite(sums)
+            });
         if let Some(layer) = non_finite {
             return Err(ModelError::NonFinite(format!("the hidden states after layer {layer}")));
         }
