@@ -9,7 +9,9 @@ mod output;
 pub(crate) mod softmax;
 
 pub use crate::positions::QueryPositions;
-pub(crate) use chunks::{query_chunks, query_chunks_within, MAX_GPU_CHUNK_ELEMENTS};
+pub(crate) use chunks::{
+    causal_query_chunks, query_chunks, query_chunks_within, CausalChunk, MAX_GPU_CHUNK_ELEMENTS,
+};
 pub use dense::dense_attention;
 pub use gather::gather_attention;
 pub(crate) use gather::gather_attention_unchecked;

@@ -204,6 +204,19 @@ pub fn hip_child_scores<B: Backend>(
     on_runtime!(B, child_scores_on(q, k, key_positions, block_size_q, stride_q))
 }
 
+/// Whether [`hip_child_scores`] runs on `B` for these sizes (then HiP's mask rounds gather no
+/// key rows of their own).
+pub fn hip_child_scores_apply<B: Backend>(block_size_q: usize, stride_q: usize, head_dim: usize) -> bool {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    let fits = burn_sparse_attn_kernels::child_scores::supports(block_size_q, stride_q, head_dim);
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    let fits = {
+        let _ = (block_size_q, stride_q, head_dim);
+        false
+    };
+    kernels_active::<B>() && fits
+}
+
 /// The lowest finite value of a float dtype (f32's for anything else).
 pub fn lowest_finite(dtype: DType) -> f32 {
     match dtype {

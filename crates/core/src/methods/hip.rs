@@ -233,11 +233,18 @@ impl<B: Backend> AttentionMethod<B> for HipAttention {
         let p = &self.params;
         let blocks = shape.query_len.div_ceil(p.block_size_q);
         let scored = 2 * p.branches() * (p.block_size_k / p.block_stride_k);
-        let per_block = shape.batch
-            * shape.query_heads
-            * (scored * (p.block_size_q / p.block_stride_q + shape.head_dim)
-                + p.block_size_q * self.budget());
-        // On a GPU the block kernel builds no per-query key lists: larger chunks, fewer launches.
+        // Per query block: the scored keys' rows and logits, or only their positions and
+        // flags (a few tensors) when the child-score kernel reads the rows itself; and the
+        // per-query key lists the reference attention needs (kept in the bound for a block
+        // kernel that declines).
+        let round = if kernels::hip_child_scores_apply::<B>(p.block_size_q, p.block_stride_q, shape.head_dim)
+        {
+            4 * scored
+        } else {
+            scored * (p.block_size_q / p.block_stride_q + shape.head_dim)
+        };
+        let per_block = shape.batch * shape.query_heads * (round + p.block_size_q * self.budget());
+        // On a GPU, chunks as large as the bound allows: each costs a mask's launches.
         let chunks = if kernels::kernels_active::<B>() {
             query_chunks_within(blocks, per_block, MAX_GPU_CHUNK_ELEMENTS)
         } else {

@@ -60,8 +60,9 @@ impl<B: Backend> AttentionMethod<B> for OracleTopKAttention {
     ) -> AttnResult<AttnOutput<B>> {
         let (k, v) = append_new_tokens(OracleTopKConfig::NAME, &q, k, v, cache)?;
         let scale = self.scale.unwrap_or(1.0 / (q.dims()[3] as f64).sqrt());
-        let scorer =
-            |start: usize, len: usize| Ok(exact_scores(q.clone().narrow(2, start, len), k.clone(), scale));
+        let scorer = |start: usize, len: usize, keys: usize| {
+            Ok(exact_scores(q.clone().narrow(2, start, len), k.clone().narrow(2, 0, keys), scale))
+        };
         select_then_attend(q.clone(), k.clone(), v, &self.budget, self.scale, Scorer::Exact(&scorer))
     }
 }

@@ -92,7 +92,9 @@ impl<B: Backend> AttentionMethod<B> for QuestAttention {
             None => PageBounds::of_keys(k.clone(), self.page_size)?,
         };
         cache.set_state(Some(bounds.clone()));
-        let score = |start: usize, len: usize| Ok(bounds.scores(q.clone().narrow(2, start, len)));
+        let score = |start: usize, len: usize, keys: usize| {
+            Ok(bounds.first(keys.div_ceil(self.page_size)).scores(q.clone().narrow(2, start, len)))
+        };
         let scorer = Scorer::Pages { score: &score, page_size: self.page_size };
         select_then_attend(q.clone(), k, v, &self.budget, self.scale, scorer)
     }

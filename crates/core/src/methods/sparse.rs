@@ -3,7 +3,7 @@
 use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::attend::{
-    gather_attention_unchecked, query_chunks, query_chunks_within, AttnOptions, AttnOutput,
+    causal_query_chunks, gather_attention_unchecked, query_chunks, AttnOptions, AttnOutput, CausalChunk,
     MAX_GPU_CHUNK_ELEMENTS,
 };
 use crate::error::{AttnError, AttnResult};
@@ -21,17 +21,18 @@ use crate::shape::AttnShape;
 pub(crate) enum Scorer<'a, B: Backend> {
     /// Nothing: sink + window only.
     None,
-    /// `score(query_start, query_len)` gives float scores
-    /// `[batch, query_heads, query_len, kv_len]` of those queries.
-    Exact(&'a dyn Fn(usize, usize) -> AttnResult<Tensor<B, 4>>),
+    /// `score(query_start, query_len, keys)` gives float scores
+    /// `[batch, query_heads, query_len, keys]` of those queries against keys `0..keys`.
+    Exact(&'a dyn Fn(usize, usize, usize) -> AttnResult<Tensor<B, 4>>),
     /// Matching bits of query signatures `[batch, query_heads, query_len, words]` against key
     /// signatures `[batch, signature_heads, kv_len, words]`, summed over `group` consecutive
     /// query heads that then share one key list (1: a list per query head); ties go to the
     /// earlier key.
     Signatures { query: Tensor<B, 4, Int>, key: Tensor<B, 4, Int>, group: usize },
-    /// Whole pages of `page_size` keys: `score(query_start, query_len)` gives page scores
-    /// `[batch, query_heads, query_len, pages]`; the heavy budget is rounded up to pages.
-    Pages { score: &'a dyn Fn(usize, usize) -> AttnResult<Tensor<B, 4>>, page_size: usize },
+    /// Whole pages of `page_size` keys: `score(query_start, query_len, keys)` gives page
+    /// scores `[batch, query_heads, query_len, pages]` of the pages that hold keys `0..keys`;
+    /// the heavy budget is rounded up to pages.
+    Pages { score: &'a dyn Fn(usize, usize, usize) -> AttnResult<Tensor<B, 4>>, page_size: usize },
 }
 
 impl<B: Backend> Scorer<'_, B> {
@@ -43,13 +44,13 @@ impl<B: Backend> Scorer<'_, B> {
         }
     }
 
-    /// Elements per query head that the kernel path holds at once for a query: the scores
-    /// of every key for exact scorers, of every page (and the chosen keys) for page
-    /// scorers, the chosen keys otherwise.
-    fn kernel_elements_per_query(&self, kv_len: usize, heavy: usize) -> usize {
+    /// Elements per query head that the kernel path holds at once for a query that sees
+    /// `keys` keys: the scores of those keys for exact scorers, of their pages (and the
+    /// chosen keys) for page scorers, the chosen keys otherwise.
+    fn kernel_elements_per_query(&self, keys: usize, heavy: usize) -> usize {
         match self {
-            Scorer::Exact(_) => kv_len,
-            Scorer::Pages { page_size, .. } => kv_len.div_ceil(*page_size).max(heavy),
+            Scorer::Exact(_) => keys,
+            Scorer::Pages { page_size, .. } => keys.div_ceil(*page_size).max(heavy),
             Scorer::None | Scorer::Signatures { .. } => heavy.max(1),
         }
     }
@@ -66,7 +67,9 @@ impl<B: Backend> Scorer<'_, B> {
         let (sink, window) = (budget.sink, budget.window);
         match self {
             Scorer::None => Ok(None),
-            Scorer::Exact(score) => top_k_selection(score(start, len)?, positions, sink, window, heavy),
+            Scorer::Exact(score) => {
+                top_k_selection(score(start, len, positions.kv_len)?, positions, sink, window, heavy)
+            }
             Scorer::Signatures { query, key, group } => {
                 let scores =
                     ranked_group_matching_bits(query.clone().narrow(2, start, len), key.clone(), *group);
@@ -75,34 +78,40 @@ impl<B: Backend> Scorer<'_, B> {
             }
             Scorer::Pages { score, page_size } => {
                 let pages = heavy.div_ceil(*page_size);
-                Ok(Some(page_selection(score(start, len)?, positions, *page_size, sink, window, pages)?))
+                let scores = score(start, len, positions.kv_len)?;
+                Ok(Some(page_selection(scores, positions, *page_size, sink, window, pages)?))
             }
         }
     }
 
-    /// The heavy keys of queries `start..start + len` by the kernels (i32 `[batch, heads,
-    /// len, n]`, `-1` for none), `None` when they do not apply.
+    /// The heavy keys of the queries of `chunk` by the kernels (i32 `[batch, heads, len,
+    /// n]`, `-1` for none), `None` when they do not apply.
     fn kernel_heavy(
         &self,
-        start: usize,
-        len: usize,
+        chunk: CausalChunk,
         positions: &QueryPositions,
         at: KernelWindow,
         heavy: usize,
         device: &B::Device,
     ) -> AttnResult<Option<Tensor<B, 4, Int>>> {
+        let CausalChunk { start, len, keys } = chunk;
         Ok(match self {
             Scorer::None => None,
             Scorer::Exact(score) => {
-                let scores = profile::span::<B, _>("score", device, || score(start, len))?;
+                let scores = profile::span::<B, _>("score", device, || score(start, len, keys))?;
                 profile::span::<B, _>("top-k", device, || kernels::top_k_by_scores(&scores, at, heavy))
             }
             Scorer::Signatures { query, key, group } => {
                 kernels::top_k_by_signatures(&query.clone().narrow(2, start, len), key, *group, at, heavy)
             }
             Scorer::Pages { score, page_size } => {
-                let scores =
-                    candidate_page_scores(score(start, len)?, positions, *page_size, at.sink, at.window);
+                let scores = candidate_page_scores(
+                    score(start, len, keys)?,
+                    positions,
+                    *page_size,
+                    at.sink,
+                    at.window,
+                );
                 let [b, h, t, pages] = scores.dims();
                 // One row per query, every page visible: the candidates are already masked.
                 let every_page = KernelWindow { first_position: pages - 1, sink: 0, window: 0 };
@@ -132,6 +141,20 @@ pub(crate) fn select_then_attend<B: Backend>(
     scale: Option<f64>,
     scorer: Scorer<'_, B>,
 ) -> AttnResult<AttnOutput<B>> {
+    select_then_attend_within(q, k, v, budget, scale, scorer, MAX_GPU_CHUNK_ELEMENTS)
+}
+
+/// [`select_then_attend`] with kernel chunks of at most `max_elements` (see
+/// [`causal_query_chunks`]).
+fn select_then_attend_within<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    budget: &SparseBudget,
+    scale: Option<f64>,
+    scorer: Scorer<'_, B>,
+    max_elements: usize,
+) -> AttnResult<AttnOutput<B>> {
     budget.validate()?;
     let shape = AttnShape::of(&q, &k, &v)?;
     let mut options = AttnOptions::causal();
@@ -155,17 +178,18 @@ pub(crate) fn select_then_attend<B: Backend>(
         }
     }
     let chunks = if use_kernels {
-        // A kernel chunk holds its exact or page scores, or only its chosen keys (no key
-        // lists of the budget, no gathered rows): chunks as large as that allows, since
-        // each costs launches.
+        // A kernel chunk holds its exact or page scores of the keys it sees, or only its
+        // chosen keys (no key lists of the budget, no gathered rows): chunks as large as
+        // that allows, since each costs launches.
         let per_query =
-            shape.batch * shape.query_heads * scorer.kernel_elements_per_query(shape.kv_len, heavy);
-        query_chunks_within(shape.query_len, per_query, MAX_GPU_CHUNK_ELEMENTS)
+            |keys| shape.batch * shape.query_heads * scorer.kernel_elements_per_query(keys, heavy);
+        causal_query_chunks(shape.query_len, positions.offset, shape.kv_len, per_query, max_elements)
     } else {
-        vec![(0, shape.query_len)]
+        vec![CausalChunk { start: 0, len: shape.query_len, keys: shape.kv_len }]
     };
     let mut parts = Vec::new();
-    for (start, len) in chunks {
+    for chunk in chunks {
+        let CausalChunk { start, len, .. } = chunk;
         if use_kernels {
             let q_chunk = q.clone().narrow(2, start, len);
             let chunk_positions = positions.shifted(start);
@@ -178,7 +202,7 @@ pub(crate) fn select_then_attend<B: Backend>(
                 None
             } else {
                 profile::span::<B, _>("select", &q.device(), || {
-                    scorer.kernel_heavy(start, len, &chunk_positions, at, heavy, &q.device())
+                    scorer.kernel_heavy(chunk, &chunk_positions, at, heavy, &q.device())
                 })?
             };
             if heavy == 0 || chosen.is_some() {
@@ -213,4 +237,50 @@ pub(crate) fn select_then_attend<B: Backend>(
         }
     }
     Ok(AttnOutput::cat(parts))
+}
+
+#[cfg(all(test, feature = "wgpu"))]
+mod tests {
+    use burn::backend::Wgpu;
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::*;
+    use crate::select::{exact_scores, PageBounds};
+
+    /// Chunks that see fewer keys than the context (the kernels' causal chunks) give what one
+    /// chunk of every query gives, for exact and page scorers.
+    #[test]
+    fn causal_chunks_attend_as_one_chunk_does() {
+        let device = Default::default();
+        let (heads, len, dim) = (3, 203, 32);
+        let random = |h: usize, seed: u64| {
+            <Wgpu as Backend>::seed(&device, seed);
+            Tensor::<Wgpu, 4>::random([1, h, len, dim], Distribution::Normal(0.0, 1.0), &device)
+        };
+        let (q, k, v) = (random(heads, 1), random(1, 2), random(1, 3));
+        let budget = SparseBudget { sink: 3, window: 9, heavy: 24.0 };
+        // About 40 keys per query per chunk: the first chunk holds ~60 queries, the last few.
+        let small = heads * len * 40;
+        let chunks = causal_query_chunks(len, 0, len, |keys| heads * keys, small);
+        assert!(chunks.len() > 3 && chunks[0].keys < len, "{chunks:?}");
+        let exact = |start: usize, len: usize, keys: usize| {
+            Ok(exact_scores(q.clone().narrow(2, start, len), k.clone().narrow(2, 0, keys), 0.2))
+        };
+        let bounds = PageBounds::of_keys(k.clone(), 8).unwrap();
+        let pages = |start: usize, len: usize, keys: usize| {
+            Ok(bounds.first(keys.div_ceil(8)).scores(q.clone().narrow(2, start, len)))
+        };
+        let run = |scorer: Scorer<'_, Wgpu>, max| {
+            let out =
+                select_then_attend_within(q.clone(), k.clone(), v.clone(), &budget, Some(0.2), scorer, max);
+            out.unwrap().output.into_data().to_vec::<f32>().unwrap()
+        };
+        let close = |a: Vec<f32>, b: Vec<f32>, name: &str| {
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(worst < 1e-5, "{name}: chunked and whole differ by {worst}");
+        };
+        close(run(Scorer::Exact(&exact), small), run(Scorer::Exact(&exact), usize::MAX), "exact");
+        let paged = |max| run(Scorer::Pages { score: &pages, page_size: 8 }, max);
+        close(paged(small), paged(usize::MAX), "pages");
+    }
 }

@@ -72,6 +72,12 @@ impl<B: Backend> PageBounds<B> {
         })
     }
 
+    /// The bounds of the first `pages` pages (all of them when there are fewer).
+    pub fn first(&self, pages: usize) -> Self {
+        let pages = pages.min(self.pages());
+        Self { min: self.min.clone().narrow(2, 0, pages), max: self.max.clone().narrow(2, 0, pages) }
+    }
+
     /// The upper bound of `q . k` over each page's keys.
     ///
     /// - `q`: `[batch, query_heads, query_len, head_dim]` (query heads a multiple of the

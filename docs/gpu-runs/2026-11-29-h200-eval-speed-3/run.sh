@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Issue 14, 2026-11-29 (session 14), one H200: causal chunks (oracle top-k, Quest) and HiP's
+# kernel-path chunks. tables.sh and eval.sh are those of ../2026-11-28-h200-eval-sweep/
+# (identical), beside this script; the model is assembled from /root/stash/model.a + model.b;
+# books.tar.xz (stashed in /root/stash) holds ../../../../shared/data/books.
+tar xJf /root/stash/books.tar.xz
+B=$PWD/books
+common="--tasks retrieval --haystack $B/pg84.txt,$B/pg174.txt,$B/pg120.txt --depths 0.1,0.3,0.5,0.7,0.9 --trials 5 --retrieval-contexts 8192 --protocol prefill --float f16"
+# A profile of the changed methods' first batch (prof8k/stderr.txt), then the table timed.
+BSA_PROFILE=1 LIMIT=120 ./eval.sh prof8k $common --retrieval-tasks passkey --sparsities 8 --presets equal-budget --methods oracle-top-k,quest,hip
+./tables.sh "t8k-prefill-f16 420 --retrieval-contexts 8192 --protocol prefill --presets equal-budget,as-deployed,as-deployed-exact-sink --float f16"
