@@ -105,22 +105,22 @@ impl<B: Backend> Scorer<'_, B> {
                 kernels::top_k_by_signatures(&query.clone().narrow(2, start, len), key, *group, at, heavy)
             }
             Scorer::Pages { score, page_size } => {
-                let scores = candidate_page_scores(
-                    score(start, len, keys)?,
-                    positions,
-                    *page_size,
-                    at.sink,
-                    at.window,
-                );
+                let scores = profile::span::<B, _>("score", device, || {
+                    let scores = score(start, len, keys)?;
+                    AttnResult::Ok(candidate_page_scores(scores, positions, *page_size, at.sink, at.window))
+                })?;
                 let [b, h, t, pages] = scores.dims();
                 // One row per query, every page visible: the candidates are already masked.
                 let every_page = KernelWindow { first_position: pages - 1, sink: 0, window: 0 };
                 let wanted = heavy.div_ceil(*page_size).min(pages);
-                kernels::top_k_by_scores(&scores.reshape([b, h * t, 1, pages]), every_page, wanted).map(
-                    |best| {
+                let best = profile::span::<B, _>("top-k", device, || {
+                    kernels::top_k_by_scores(&scores.reshape([b, h * t, 1, pages]), every_page, wanted)
+                });
+                best.map(|best| {
+                    profile::span::<B, _>("page keys", device, || {
                         page_keys(best.reshape([b, h, t, wanted]), positions, *page_size, at.sink, at.window)
-                    },
-                )
+                    })
+                })
             }
         })
     }

@@ -165,7 +165,12 @@ fn a_batch_answers_as_its_prompts_do_one_at_a_time() {
             let expected =
                 if protocol == DECODE { vec![vec![0, 1, 2]] } else { vec![vec![0], vec![1], vec![2]] };
             assert_eq!(batches, expected, "{protocol:?}");
-            for batch in batches {
+            // Prefill batches hold one prompt each here (the lengths differ): the first
+            // checks that a batched prefill answers as `answer` does; the decode protocol's
+            // one batch of three checks the rows against each other (CPU time: each answer
+            // is a few dozen decode steps of the real model).
+            let checked = if protocol == DECODE { batches.len() } else { 1 };
+            for batch in batches.into_iter().take(checked) {
                 let asked: Vec<_> = batch.iter().map(|&i| prompts[i].clone()).collect();
                 let answers = if protocol == DECODE {
                     let contexts: Vec<_> = asked.iter().map(|p| p.context.clone()).collect();
