@@ -9,3 +9,7 @@ common="--tasks retrieval --haystack $B/pg84.txt,$B/pg174.txt,$B/pg120.txt --dep
 # A profile of the changed methods' first batch (prof8k/stderr.txt), then the table timed.
 BSA_PROFILE=1 LIMIT=120 ./eval.sh prof8k $common --retrieval-tasks passkey --sparsities 8 --presets equal-budget --methods oracle-top-k,quest,hip
 ./tables.sh "t8k-prefill-f16 420 --retrieval-contexts 8192 --protocol prefill --presets equal-budget,as-deployed,as-deployed-exact-sink --float f16"
+# Later calls, the same binary: profiles with warmed shapes (x16 reuses x8's chunk shapes),
+# then the 4K sparse-prefill table timed whole.
+BSA_PROFILE=1 LIMIT=300 ./eval.sh prof8k-warm $common --retrieval-tasks passkey --sparsities 8,16 --presets equal-budget --methods oracle-top-k,quest,hip,hash,hyper
+./tables.sh "t4k-prefill-f16 420 --retrieval-contexts 4096 --protocol prefill --presets equal-budget,as-deployed,as-deployed-exact-sink --float f16"
