@@ -13,3 +13,5 @@ BSA_PROFILE=1 LIMIT=120 ./eval.sh prof8k $common --retrieval-tasks passkey --spa
 # then the 4K sparse-prefill table timed whole.
 BSA_PROFILE=1 LIMIT=300 ./eval.sh prof8k-warm $common --retrieval-tasks passkey --sparsities 8,16 --presets equal-budget --methods oracle-top-k,quest,hip,hash,hyper
 ./tables.sh "t4k-prefill-f16 420 --retrieval-contexts 4096 --protocol prefill --presets equal-budget,as-deployed,as-deployed-exact-sink --float f16"
+# Last call, the same binary: the 8K decode-protocol table (f32) timed whole.
+./tables.sh "t8k-decode 420 --retrieval-contexts 8192 --protocol decode --methods oracle-top-k,quest,hip,hash,streaming --presets equal-budget,as-deployed"
