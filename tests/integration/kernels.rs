@@ -293,7 +293,7 @@ fn sparse_attention_matches_gather<G: Backend>(device: &G::Device, tolerance: f3
                     entries.push(page as i32);
                     for offset in 0..page_size as i64 {
                         let key = page * page_size as i64 + offset;
-                        keys.push(key.max(0));
+                        keys.push(key.clamp(0, kv_len as i64 - 1));
                         valid.push(page >= 0 && key >= sink as i64 && key < window_start as i64);
                     }
                 }
