@@ -38,9 +38,13 @@ pub struct KeyList<R: CubeRuntime> {
     pub sink: usize,
     /// Most recent keys, the query's own included, never overlapping the sink.
     pub window: usize,
-    /// i32 key indices `[batch, query_heads / group, query_len, n]`, `-1` for none; they
-    /// must not repeat sink or window keys.
+    /// i32 entries `[batch, query_heads / group, query_len, n]`, `-1` for none: key
+    /// indices that must not repeat sink or window keys (`page_size` 1), or pages.
     pub heavy: Option<CubeTensor<R>>,
+    /// Keys per heavy entry: 1 for key indices; more for pages, entry `p` standing for keys
+    /// `p * page_size ..` of which those between the sink and the window are attended (no
+    /// per-key list to build for page selectors).
+    pub page_size: usize,
     /// Query heads per row sharing the list: 1, or `query_heads / kv_heads`.
     pub group: usize,
 }
@@ -58,7 +62,9 @@ pub struct AttnRows {
     kv_heads: usize,
     sink: usize,
     window: usize,
+    /// Heavy keys per row (entries times `page_size`).
     heavy_len: usize,
+    page_size: usize,
     splits: usize,
     chunk: usize,
 }
@@ -151,7 +157,16 @@ fn partial_kernel<F: Float, N: Size, M: Size>(
             } else if e < sink_n + window_n {
                 key = i32::cast_from(window_start + e - sink_n);
             } else {
-                key = heavy[row * rows.heavy_len + e - sink_n - window_n];
+                let h = e - sink_n - window_n;
+                let entry = heavy[row * (rows.heavy_len / rows.page_size) + h / rows.page_size];
+                if rows.page_size == 1 {
+                    key = entry;
+                } else if entry >= 0 {
+                    let candidate = usize::cast_from(entry) * rows.page_size + h % rows.page_size;
+                    if candidate >= rows.sink && candidate < window_start {
+                        key = i32::cast_from(candidate);
+                    }
+                }
             }
         }
         keys[unit] = key;
@@ -354,10 +369,11 @@ pub fn sparse_attention<R: CubeRuntime>(
     if row_count == 0 || value_dim == 0 {
         return SparseAttentionOutput { output, lse };
     }
+    assert!(keys.page_size > 0, "pages of no keys");
     let (heavy, heavy_len) = match keys.heavy {
         Some(h) => {
             let n = h.shape().dims::<4>()[3];
-            (into_contiguous(h), n)
+            (into_contiguous(h), n * keys.page_size)
         }
         None => {
             (empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::new([1]), DType::I32), 0)
@@ -378,6 +394,7 @@ pub fn sparse_attention<R: CubeRuntime>(
             keys.sink,
             keys.window,
             heavy_len,
+            keys.page_size,
             splits,
             chunk,
         )

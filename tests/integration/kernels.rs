@@ -255,9 +255,64 @@ fn sparse_attention_matches_gather<G: Backend>(device: &G::Device, tolerance: f3
             Tensor::from_data(TensorData::new(valid, shape), device),
         )
         .unwrap();
-        let expected = gather_attention(q_ref, k_ref, v_ref, &sel_ref, 0.2).unwrap();
-        let got = gather_attention(q, k, v, &sel, 0.2).unwrap();
+        let expected = gather_attention(q_ref.clone(), k_ref.clone(), v_ref.clone(), &sel_ref, 0.2).unwrap();
+        let got = gather_attention(q.clone(), k.clone(), v.clone(), &sel, 0.2).unwrap();
         assert_attention_close("sparse attention", expected, got, tolerance);
+
+        // Pages (Quest's selection): each entry stands for `page_size` keys, of which those
+        // between the sink and the window are attended; against the key list they expand to.
+        for (page_size, sink, window) in [(5, 3, 7), (8, 0, 1), (3, 4, 40)] {
+            let first_position = kv_len - query_len;
+            let pages_total = kv_len.div_ceil(page_size);
+            let n = pages_total.min(7);
+            let (mut entries, mut keys, mut valid) = (Vec::new(), Vec::new(), Vec::new());
+            for row in 0..rows {
+                let last = first_position + row % query_len;
+                let window_start = (last + 1).saturating_sub(window).max(sink);
+                let mut pages: Vec<i64> = (0..pages_total as i64).collect();
+                for i in 0..n {
+                    let j = i + rng.below(pages_total - i);
+                    pages.swap(i, j);
+                }
+                // Sink and window first, then the pages' keys (`-1`: no page).
+                for key in 0..sink.min(last + 1) {
+                    keys.push(key as i64);
+                    valid.push(true);
+                }
+                for key in window_start..=last {
+                    keys.push(key as i64);
+                    valid.push(true);
+                }
+                let listed = sink.min(last + 1) + (last + 1 - window_start.min(last + 1));
+                for _ in listed..sink + window {
+                    keys.push(0);
+                    valid.push(false);
+                }
+                for &page in pages.iter().take(n) {
+                    let page = if rng.uniform() < 0.2 { -1 } else { page };
+                    entries.push(page as i32);
+                    for offset in 0..page_size as i64 {
+                        let key = page * page_size as i64 + offset;
+                        keys.push(key.clamp(0, kv_len as i64 - 1));
+                        valid.push(page >= 0 && key >= sink as i64 && key < window_start as i64);
+                    }
+                }
+            }
+            let width = sink + window + n * page_size;
+            let shape = [2, heads, query_len, width];
+            let selection = KeySelection::new(
+                Tensor::<Ref, 4, Int>::from_data(TensorData::new(keys, shape), &Default::default()),
+                Tensor::from_data(TensorData::new(valid, shape), &Default::default()),
+            )
+            .unwrap();
+            let expected =
+                gather_attention(q_ref.clone(), k_ref.clone(), v_ref.clone(), &selection, 0.2).unwrap();
+            let pages =
+                Tensor::<G, 4, Int>::from_data(TensorData::new(entries, [2, heads, query_len, n]), device);
+            let at = KernelWindow { first_position, sink, window };
+            let got = kernels::sparse_attention_in_pages(&q, &k, &v, &pages, page_size, at, 0.2).unwrap();
+            assert_attention_close(&format!("pages of {page_size}"), expected, got, tolerance);
+        }
     }
 }
 

@@ -161,19 +161,19 @@ pub(super) fn attend_on<B: Backend, R: CubeRuntime>(
     q: &Tensor<B, 4>,
     k: &Tensor<B, 4>,
     v: &Tensor<B, 4>,
-    heavy: Option<&Tensor<B, 4, Int>>,
+    heavy: Option<(&Tensor<B, 4, Int>, usize)>,
     group: usize,
     at: KernelWindow,
     scale: f64,
 ) -> Option<AttnOutput<B>> {
-    let heavy = match heavy {
-        Some(h) => Some(int_in::<B, R, 4>(h)?),
-        None => None,
+    let (heavy, page_size) = match heavy {
+        Some((h, page_size)) => (Some(int_in::<B, R, 4>(h)?), page_size),
+        None => (None, 1),
     };
     if !kernels::sparse_attention::supports(q.dims()[3], v.dims()[3], group, v.dtype()) {
         return None;
     }
-    let keys = kernels::KeyList { sink: at.sink, window: at.window, heavy, group };
+    let keys = kernels::KeyList { sink: at.sink, window: at.window, heavy, page_size, group };
     let (q, k, v) = qkv_in::<B, R>(q, k, v)?;
     Some(attention_out(kernels::sparse_attention(q, k, v, keys, at.first_position, scale as f32)))
 }

@@ -145,7 +145,22 @@ pub fn sparse_attention<B: Backend>(
     at: KernelWindow,
     scale: f64,
 ) -> Option<AttnOutput<B>> {
-    on_runtime!(B, attend_on(q, k, v, heavy, group, at, scale))
+    on_runtime!(B, attend_on(q, k, v, heavy.map(|h| (h, 1)), group, at, scale))
+}
+
+/// Attention of each query over the sink, the window and the keys of its chosen pages
+/// (i32 `[batch, query_heads, query_len, n]`, `-1` for none; page `p` holds keys
+/// `p * page_size ..`, of which those between the sink and the window are attended).
+pub fn sparse_attention_in_pages<B: Backend>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    pages: &Tensor<B, 4, Int>,
+    page_size: usize,
+    at: KernelWindow,
+    scale: f64,
+) -> Option<AttnOutput<B>> {
+    on_runtime!(B, attend_on(q, k, v, Some((pages, page_size)), 1, at, scale))
 }
 
 /// Causal attention of tiles of queries over the sink, each query's window and, optionally,

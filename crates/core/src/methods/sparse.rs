@@ -12,8 +12,7 @@ use crate::kernels::{self, KernelWindow};
 use crate::positions::QueryPositions;
 use crate::profile;
 use crate::select::{
-    budget_union, candidate_page_scores, page_keys, page_selection, top_k_selection, KeySelection,
-    SparseBudget,
+    budget_union, candidate_page_scores, page_selection, top_k_selection, KeySelection, SparseBudget,
 };
 use crate::shape::AttnShape;
 
@@ -45,12 +44,13 @@ impl<B: Backend> Scorer<'_, B> {
     }
 
     /// Elements per query head that the kernel path holds at once for a query that sees
-    /// `keys` keys: the scores of those keys for exact scorers, of their pages (and the
-    /// chosen keys) for page scorers, the chosen keys otherwise.
+    /// `keys` keys: the scores of those keys for exact scorers, of their pages for page
+    /// scorers (the attention kernel takes the chosen pages as they are), the chosen keys
+    /// otherwise.
     fn kernel_elements_per_query(&self, keys: usize, heavy: usize) -> usize {
         match self {
             Scorer::Exact(_) => keys,
-            Scorer::Pages { page_size, .. } => keys.div_ceil(*page_size).max(heavy),
+            Scorer::Pages { page_size, .. } => keys.div_ceil(*page_size),
             Scorer::None | Scorer::Signatures { .. } => heavy.max(1),
         }
     }
@@ -84,8 +84,8 @@ impl<B: Backend> Scorer<'_, B> {
         }
     }
 
-    /// The heavy keys of the queries of `chunk` by the kernels (i32 `[batch, heads, len,
-    /// n]`, `-1` for none), `None` when they do not apply.
+    /// The heavy keys of the queries of `chunk` by the kernels, `None` when they do not
+    /// apply.
     fn kernel_heavy(
         &self,
         chunk: CausalChunk,
@@ -93,17 +93,25 @@ impl<B: Backend> Scorer<'_, B> {
         at: KernelWindow,
         heavy: usize,
         device: &B::Device,
-    ) -> AttnResult<Option<Tensor<B, 4, Int>>> {
+    ) -> AttnResult<Option<HeavyEntries<B>>> {
         let CausalChunk { start, len, keys } = chunk;
+        let keys_each =
+            |entries: Option<Tensor<B, 4, Int>>| entries.map(|e| HeavyEntries { entries: e, page_size: 1 });
         Ok(match self {
             Scorer::None => None,
             Scorer::Exact(score) => {
                 let scores = profile::span::<B, _>("score", device, || score(start, len, keys))?;
-                profile::span::<B, _>("top-k", device, || kernels::top_k_by_scores(&scores, at, heavy))
+                keys_each(profile::span::<B, _>("top-k", device, || {
+                    kernels::top_k_by_scores(&scores, at, heavy)
+                }))
             }
-            Scorer::Signatures { query, key, group } => {
-                kernels::top_k_by_signatures(&query.clone().narrow(2, start, len), key, *group, at, heavy)
-            }
+            Scorer::Signatures { query, key, group } => keys_each(kernels::top_k_by_signatures(
+                &query.clone().narrow(2, start, len),
+                key,
+                *group,
+                at,
+                heavy,
+            )),
             Scorer::Pages { score, page_size } => {
                 let scores = profile::span::<B, _>("score", device, || {
                     let scores = score(start, len, keys)?;
@@ -116,14 +124,22 @@ impl<B: Backend> Scorer<'_, B> {
                 let best = profile::span::<B, _>("top-k", device, || {
                     kernels::top_k_by_scores(&scores.reshape([b, h * t, 1, pages]), every_page, wanted)
                 });
-                best.map(|best| {
-                    profile::span::<B, _>("page keys", device, || {
-                        page_keys(best.reshape([b, h, t, wanted]), positions, *page_size, at.sink, at.window)
-                    })
+                best.map(|best| HeavyEntries {
+                    entries: best.reshape([b, h, t, wanted]),
+                    page_size: *page_size,
                 })
             }
         })
     }
+}
+
+/// What a kernel selection gives per query: key indices, or pages of keys that the
+/// attention kernel expands itself.
+struct HeavyEntries<B: Backend> {
+    /// i32 `[batch, heads, len, n]`, `-1` for none.
+    entries: Tensor<B, 4, Int>,
+    /// Keys per entry: 1 for key indices, the page size for pages.
+    page_size: usize,
 }
 
 /// Queries from which sink-and-window attention runs in the block kernel (tiles of
@@ -207,8 +223,14 @@ fn select_then_attend_within<B: Backend>(
             };
             if heavy == 0 || chosen.is_some() {
                 let group = scorer.group();
-                let attended = profile::span::<B, _>("attend", &q.device(), || {
-                    kernels::sparse_attention(&q_chunk, &k, &v, chosen.as_ref(), group, at, scale)
+                let attended = profile::span::<B, _>("attend", &q.device(), || match &chosen {
+                    Some(HeavyEntries { entries, page_size }) if *page_size > 1 => {
+                        kernels::sparse_attention_in_pages(&q_chunk, &k, &v, entries, *page_size, at, scale)
+                    }
+                    _ => {
+                        let entries = chosen.as_ref().map(|c| &c.entries);
+                        kernels::sparse_attention(&q_chunk, &k, &v, entries, group, at, scale)
+                    }
                 });
                 if let Some(out) = attended {
                     parts.push(out);

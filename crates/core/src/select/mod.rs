@@ -14,7 +14,7 @@ pub(crate) use hip_mask::int_tensor;
 pub use hip_mask::{hip_mask, HipMask, HipMaskParams, Representative};
 pub use key_selection::KeySelection;
 pub use lsh::{gray_position, gray_positions, lsh_buckets, stable_order, stable_order_below};
-pub(crate) use pages::{candidate_page_scores, page_keys};
+pub(crate) use pages::candidate_page_scores;
 pub use pages::{page_selection, PageBounds};
 pub use scores::exact_scores;
 pub use sink_window::{sink_selection, window_selection};

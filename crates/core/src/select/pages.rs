@@ -141,7 +141,7 @@ pub(crate) fn candidate_page_scores<B: Backend>(
 ///
 /// - `pages`: chosen page indices `[batch, heads, query_len, n]`, `-1` for none
 /// - returns key indices `[batch, heads, query_len, n * page_size]`, `-1` for none
-pub(crate) fn page_keys<B: Backend>(
+fn page_keys<B: Backend>(
     pages: Tensor<B, 4, Int>,
     positions: &QueryPositions,
     page_size: usize,
