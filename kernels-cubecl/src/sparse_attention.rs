@@ -72,7 +72,7 @@ pub struct AttnRows {
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn partial_kernel<F: Float, N: Size, M: Size>(
-    q: &Tensor<F>,
+    q: &Tensor<Vector<F, N>>,
     k: &Tensor<Vector<F, N>>,
     v: &Tensor<Vector<F, M>>,
     heavy: &Tensor<i32>,
@@ -83,6 +83,7 @@ fn partial_kernel<F: Float, N: Size, M: Size>(
     scale: f32,
     #[comptime] group: usize,
     #[comptime] head_dim: usize,
+    #[comptime] key_width: usize,
     #[comptime] value_dim: usize,
     #[comptime] value_width: usize,
     #[define(F)] _dtype: StorageType,
@@ -120,7 +121,9 @@ fn partial_kernel<F: Float, N: Size, M: Size>(
     let key_group = unit / lanes;
     let in_value_phase = unit < key_groups * lanes;
 
-    let mut q_tile = SharedMemory::<f32>::new(group * head_dim);
+    // The group's scaled queries as f32 vectors matching K's: vector `c * group + g` holds
+    // elements `c * width..` of query `g` (one shared load per K vector and query).
+    let mut q_tile = SharedMemory::<Vector<f32, N>>::new(comptime!(group * head_dim / key_width));
     let mut keys = SharedMemory::<i32>::new(TILE);
     let mut probs = SharedMemory::<f32>::new(group * TILE);
     let mut tree_max = SharedMemory::<f32>::new(group * TILE);
@@ -131,12 +134,14 @@ fn partial_kernel<F: Float, N: Size, M: Size>(
     let mut own_logit = Array::<f32>::new(group);
     let mut acc = Array::<f32>::new(group * value_width);
 
+    let q_vectors = head_dim / q.vector_size();
+    for at in range_stepped(unit, group * q_vectors, TILE) {
+        let (c, g) = (at / group, at % group);
+        let q_row = (b * rows.query_heads + head * group + g) * rows.query_len + t;
+        q_tile[at] = Vector::<f32, N>::cast_from(q[q_row * q_vectors + c]) * Vector::new(scale);
+    }
     #[unroll]
     for g in 0..group {
-        let q_base = ((b * rows.query_heads + head * group + g) * rows.query_len + t) * head_dim;
-        for d in range_stepped(unit, head_dim, TILE) {
-            q_tile[g * head_dim + d] = f32::cast_from(q[q_base + d]) * scale;
-        }
         running_max[g] = no_logit();
         running_sum[g] = 0.0f32;
         #[unroll]
@@ -170,22 +175,31 @@ fn partial_kernel<F: Float, N: Size, M: Size>(
             }
         }
         keys[unit] = key;
+        // The K row is read once for the whole group (each vector serves every query).
         #[unroll]
         for g in 0..group {
-            let mut logit = no_logit();
-            if key >= 0 {
-                let width = k.vector_size();
-                let k_base = (kv_base + usize::cast_from(key)) * (head_dim / width);
-                let mut dot = 0.0f32;
-                for c in 0..head_dim / width {
-                    let chunk = k[k_base + c];
+            own_logit[g] = 0.0f32;
+        }
+        if key >= 0 {
+            let width = k.vector_size();
+            let k_base = (kv_base + usize::cast_from(key)) * (head_dim / width);
+            for c in 0..head_dim / width {
+                let chunk = Vector::<f32, N>::cast_from(k[k_base + c]);
+                #[unroll]
+                for g in 0..group {
+                    let products = q_tile[c * group + g] * chunk;
+                    let mut dot = own_logit[g];
                     #[unroll]
                     for i in 0..width {
-                        dot += q_tile[g * head_dim + c * width + i] * f32::cast_from(chunk[i]);
+                        dot += products[i];
                     }
+                    own_logit[g] = dot;
                 }
-                logit = dot;
             }
+        }
+        #[unroll]
+        for g in 0..group {
+            let logit = select(key >= 0, own_logit[g], no_logit());
             own_logit[g] = logit;
             tree_max[g * TILE + unit] = logit;
             tree_sum[g * TILE + unit] = select(is_real(logit), 1.0f32, 0.0f32);
@@ -433,6 +447,7 @@ pub fn sparse_attention<R: CubeRuntime>(
         scale,
         keys.group,
         head_dim,
+        width,
         value_dim,
         value_width,
         dtype.into(),

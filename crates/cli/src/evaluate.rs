@@ -70,6 +70,11 @@ pub struct EvalArgs {
     /// token of SmolLM2-135M in f32, for every method).
     #[arg(long, default_value_t = 25)]
     batch: usize,
+    /// Retrieval method settings run at once, each on its own thread and GPU stream with its
+    /// own copy of the model (answers do not depend on it; on a large GPU 3-4 cut a table's
+    /// time, as one setting's small launches leave it mostly idle).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
     /// Books whose sentences fill the multi-key and multi-value prompts (default: the text of
     /// `--text`, or the built-in book).
     #[arg(long, value_delimiter = ',')]
@@ -198,6 +203,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
             protocol: args.protocol(),
             seed: 7,
             batch: args.batch,
+            jobs: args.jobs,
         };
         let (haystack, names) = haystack(&args)?;
         results.haystack = names;
@@ -266,6 +272,7 @@ fn check_args(args: &EvalArgs) -> Result<(), Error> {
     }
     checks::positive("--trials", &[args.trials])?;
     checks::positive("--batch", &[args.batch])?;
+    checks::positive("--jobs", &[args.jobs])?;
     checks::output_dir("--out", &args.out)
 }
 

@@ -12,6 +12,7 @@ pub mod perplexity;
 pub mod retrieval;
 pub mod score;
 pub mod suite;
+mod workers;
 
 pub use fidelity::{attention_fidelity, FidelityRow, FidelitySweep};
 pub use needles::{

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::needles::{answer_holds, retrieval_prompt, Haystack, PromptFit, RetrievalPrompt, RetrievalTask};
 use super::score::Protocol;
 use super::suite::{settings, MethodKind, Preset, SweepOptions};
+use super::workers::{SettingWorkers, TaskPrompts};
 use crate::error::{ModelError, ModelResult};
 use crate::generate::{GenerationConfig, PromptFeed};
 use crate::llama::{token_batch, AttentionPlan, Llama};
@@ -46,6 +47,11 @@ pub struct RetrievalSweep {
     /// keeps a task's densely prefilled caches for the whole sweep of methods: about
     /// `prompts x context x 46 KB` for SmolLM2-135M in f32.
     pub batch: usize,
+    /// Method settings run at once, each on its own thread with its own copy of the model
+    /// (on CubeCL backends, its own GPU stream): a setting's many small launches and host
+    /// waits leave a large GPU idle most of the time. 1 runs them in turn. Rows and answers
+    /// do not depend on it.
+    pub jobs: usize,
 }
 
 impl RetrievalSweep {
@@ -65,6 +71,9 @@ impl RetrievalSweep {
         }
         if self.batch == 0 {
             return Err(ModelError::Eval("a retrieval sweep needs batches of at least one prompt".into()));
+        }
+        if self.jobs == 0 {
+            return Err(ModelError::Eval("a retrieval sweep needs at least one job".into()));
         }
         for &task in &self.tasks {
             for &context in &self.contexts {
@@ -113,8 +122,8 @@ pub struct RetrievalRow {
     pub answers: Vec<String>,
     /// Wall time of the row: its share (one depth's) of the time its method setting took
     /// over the task's prompts, which run in batches across depths, and of the dense
-    /// prefill those settings share under the decode protocol. A sweep's rows add up to
-    /// its time.
+    /// prefill those settings share under the decode protocol. With one job a sweep's rows
+    /// add up to its time; with more, settings overlap and the rows add up to more.
     pub seconds: f64,
 }
 
@@ -134,6 +143,26 @@ pub fn retrieval_sweep<B: Backend>(
 ) -> ModelResult<Vec<RetrievalRow>> {
     sweep.check(tokenizer, haystack)?;
     let dense = model.build_attention(&AttentionPlan::dense(), device)?;
+    let rows = std::thread::scope(|scope| {
+        let workers = SettingWorkers::start(scope, model, tokenizer, sweep.protocol, sweep.jobs);
+        sweep_rows(model, tokenizer, haystack, sweep, device, &dense, &workers, &mut on_row)
+    });
+    model.use_attention(dense);
+    rows
+}
+
+/// The rows of [`retrieval_sweep`], each setting's answers from `workers`.
+#[allow(clippy::too_many_arguments)]
+fn sweep_rows<B: Backend>(
+    model: &mut Llama<B>,
+    tokenizer: &GgufTokenizer,
+    haystack: Option<&Haystack>,
+    sweep: &RetrievalSweep,
+    device: &B::Device,
+    dense: &[Attention<B>],
+    workers: &SettingWorkers<B>,
+    on_row: &mut impl FnMut(&RetrievalRow),
+) -> ModelResult<Vec<RetrievalRow>> {
     let mut rows = Vec::new();
     for &context in &sweep.contexts {
         let mut runs = Vec::new();
@@ -158,7 +187,7 @@ pub fn retrieval_sweep<B: Backend>(
             let prefilled = match sweep.protocol {
                 Protocol::SparsePrefill => Vec::new(),
                 Protocol::DensePrefillSparseDecode { .. } => {
-                    model.use_attention(dense.clone());
+                    model.use_attention(dense.to_vec());
                     let contexts = |batch: &Vec<usize>| -> Vec<Vec<u32>> {
                         batch.iter().map(|&i| prompts[i].context.clone()).collect()
                     };
@@ -170,22 +199,11 @@ pub fn retrieval_sweep<B: Backend>(
             };
             // The shared dense prefill, spread over the task's rows.
             let shared = start.elapsed().as_secs_f64() / runs.len() as f64;
-            for (setting, configured, attention) in &runs {
-                let start = Instant::now();
-                model.use_attention(attention.clone());
-                let mut answers = vec![String::new(); prompts.len()];
-                for (b, batch) in batches.iter().enumerate() {
-                    let asked: Vec<RetrievalPrompt> = batch.iter().map(|&i| prompts[i].clone()).collect();
-                    let texts = match sweep.protocol {
-                        Protocol::SparsePrefill => answer_batch(model, tokenizer, &asked)?,
-                        Protocol::DensePrefillSparseDecode { .. } => {
-                            let mut caches: Vec<KvCache<B>> = prefilled[b].clone();
-                            answer_after(model, tokenizer, &mut caches, &asked)?
-                        }
-                    };
-                    batch.iter().zip(texts).for_each(|(&i, text)| answers[i] = text);
-                }
-                let seconds = (shared + start.elapsed().as_secs_f64()) / sweep.depths.len() as f64;
+            let attentions = runs.iter().map(|(_, _, a)| a.clone()).collect();
+            let task_prompts = TaskPrompts { prompts: prompts.clone(), batches, prefilled };
+            let answered = workers.answer_all(model, task_prompts, attentions)?;
+            for ((setting, configured, _), (answers, own_seconds)) in runs.iter().zip(answered) {
+                let seconds = (shared + own_seconds) / sweep.depths.len() as f64;
                 for (d, &depth) in sweep.depths.iter().enumerate() {
                     let at = d * sweep.trials..(d + 1) * sweep.trials;
                     let found = prompts[at.clone()]
@@ -214,7 +232,6 @@ pub fn retrieval_sweep<B: Backend>(
             }
         }
     }
-    model.use_attention(dense);
     Ok(rows)
 }
 

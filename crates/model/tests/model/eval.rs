@@ -96,6 +96,8 @@ fn retrieval_sweep_counts_what_each_method_finds_under_both_protocols() {
             seed: 1,
             // Four prompts per setting in batches of three and one, across depths.
             batch: 3,
+            // The decode protocol's settings run on two threads at once: the same rows.
+            jobs: if protocol == Protocol::SparsePrefill { 1 } else { 2 },
         };
         let rows =
             retrieval_sweep(&mut model, &tokenizer, None, &sweep, &Default::default(), |_| {}).unwrap();
@@ -117,6 +119,8 @@ fn retrieval_sweep_counts_what_each_method_finds_under_both_protocols() {
             .unwrap_err()
             .to_string()
             .contains("batches of at least one"));
+        let idle = RetrievalSweep { jobs: 0, ..sweep.clone() };
+        assert!(idle.check(&tokenizer, None).unwrap_err().to_string().contains("at least one job"));
         let books = RetrievalSweep { tasks: vec![RetrievalTask::MultiKey], ..sweep.clone() };
         assert!(books.check(&tokenizer, None).unwrap_err().to_string().contains("haystack"));
         let short = RetrievalSweep { contexts: vec![40], ..sweep };
