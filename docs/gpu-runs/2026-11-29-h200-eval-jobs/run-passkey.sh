@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# eval.sh and tables.sh beside it on the GPU machine are those of ../2026-11-28-h200-eval-sweep/ (identical).
 # Session 15, call B: the passkey rows of the 8K sparse-prefill table at 1, 2 and 4 jobs
 # (settings run at once on their own threads and streams); the rows must not change.
 # (This binary started worker threads per task; run-tables.sh's binary starts them once per sweep.)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# eval.sh and tables.sh beside it on the GPU machine are those of ../2026-11-28-h200-eval-sweep/ (identical).
 # Session 15, call D: the 8K and 4K sparse-prefill tables, timed whole with 4 jobs (settings
 # run at once on their own threads and streams). The autotune cache of the repo copy's target/
 # holds call B's shapes (the passkey rows at 8K), as a second table run of a user would.
