@@ -123,7 +123,8 @@ fn partial_kernel<F: Float, N: Size, M: Size>(
 
     // The group's scaled queries as f32 vectors matching K's: vector `c * group + g` holds
     // elements `c * width..` of query `g` (one shared load per K vector and query).
-    let mut q_tile = SharedMemory::<Vector<f32, N>>::new(comptime!(group * head_dim / key_width));
+    let row_vectors = comptime!(head_dim / key_width);
+    let mut q_tile = SharedMemory::<Vector<f32, N>>::new(comptime!(group * row_vectors));
     let mut keys = SharedMemory::<i32>::new(TILE);
     let mut probs = SharedMemory::<f32>::new(group * TILE);
     let mut tree_max = SharedMemory::<f32>::new(group * TILE);
@@ -134,11 +135,10 @@ fn partial_kernel<F: Float, N: Size, M: Size>(
     let mut own_logit = Array::<f32>::new(group);
     let mut acc = Array::<f32>::new(group * value_width);
 
-    let q_vectors = head_dim / q.vector_size();
-    for at in range_stepped(unit, group * q_vectors, TILE) {
+    for at in range_stepped(unit, group * row_vectors, TILE) {
         let (c, g) = (at / group, at % group);
         let q_row = (b * rows.query_heads + head * group + g) * rows.query_len + t;
-        q_tile[at] = Vector::<f32, N>::cast_from(q[q_row * q_vectors + c]) * Vector::new(scale);
+        q_tile[at] = Vector::<f32, N>::cast_from(q[q_row * row_vectors + c]) * Vector::new(scale);
     }
     #[unroll]
     for g in 0..group {
@@ -181,16 +181,15 @@ fn partial_kernel<F: Float, N: Size, M: Size>(
             own_logit[g] = 0.0f32;
         }
         if key >= 0 {
-            let width = k.vector_size();
-            let k_base = (kv_base + usize::cast_from(key)) * (head_dim / width);
-            for c in 0..head_dim / width {
+            let k_base = (kv_base + usize::cast_from(key)) * row_vectors;
+            for c in 0..row_vectors {
                 let chunk = Vector::<f32, N>::cast_from(k[k_base + c]);
                 #[unroll]
                 for g in 0..group {
                     let products = q_tile[c * group + g] * chunk;
                     let mut dot = own_logit[g];
                     #[unroll]
-                    for i in 0..width {
+                    for i in 0..key_width {
                         dot += products[i];
                     }
                     own_logit[g] = dot;
