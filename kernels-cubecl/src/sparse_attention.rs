@@ -29,6 +29,9 @@ const TILE_LEVELS: usize = 7;
 const TARGET_CUBES: usize = 2048;
 /// Most accumulator registers per unit (`group * value_width`).
 const MAX_ACCUMULATORS: usize = 32;
+/// Global loads a unit issues before using the first (K vectors of its key, V rows of its
+/// team): one dependent load at a time leaves the memory system mostly idle.
+const LOADS_IN_FLIGHT: usize = 4;
 
 /// The keys of each query row: the first `sink` keys and the last `window` keys up to the
 /// query's position (causal), then the `heavy` list.
@@ -182,17 +185,33 @@ fn partial_kernel<F: Float, N: Size, M: Size>(
         }
         if key >= 0 {
             let k_base = (kv_base + usize::cast_from(key)) * row_vectors;
-            for c in 0..row_vectors {
-                let chunk = Vector::<f32, N>::cast_from(k[k_base + c]);
+            // Loads issued in batches before their products, not one dependent chain.
+            #[unroll]
+            for batch in 0..row_vectors.div_ceil(LOADS_IN_FLIGHT) {
+                let mut chunks = Array::<Vector<F, N>>::new(LOADS_IN_FLIGHT);
                 #[unroll]
-                for g in 0..group {
-                    let products = q_tile[c * group + g] * chunk;
-                    let mut dot = own_logit[g];
-                    #[unroll]
-                    for i in 0..key_width {
-                        dot += products[i];
+                for l in 0..LOADS_IN_FLIGHT {
+                    let c = batch * LOADS_IN_FLIGHT + l;
+                    if c < row_vectors {
+                        chunks[l] = k[k_base + c];
                     }
-                    own_logit[g] = dot;
+                }
+                #[unroll]
+                for l in 0..LOADS_IN_FLIGHT {
+                    let c = batch * LOADS_IN_FLIGHT + l;
+                    if c < row_vectors {
+                        let chunk = Vector::<f32, N>::cast_from(chunks[l]);
+                        #[unroll]
+                        for g in 0..group {
+                            let products = q_tile[c * group + g] * chunk;
+                            let mut dot = own_logit[g];
+                            #[unroll]
+                            for i in 0..key_width {
+                                dot += products[i];
+                            }
+                            own_logit[g] = dot;
+                        }
+                    }
                 }
             }
         }
@@ -239,16 +258,32 @@ fn partial_kernel<F: Float, N: Size, M: Size>(
         // A team of `lanes` units per key: the weighted values, in registers.
         if in_value_phase {
             let count = min(TILE, end - tile_start);
-            for j in range_stepped(key_group, count, key_groups) {
-                let key_j = keys[j];
-                if key_j >= 0 {
-                    let values = v[(kv_base + usize::cast_from(key_j)) * lanes + lane];
-                    #[unroll]
-                    for g in 0..group {
-                        let p = probs[g * TILE + j];
+            let mut values = Array::<Vector<F, M>>::new(LOADS_IN_FLIGHT);
+            // The team's next rows are all requested before the first is used.
+            for j in range_stepped(key_group, count, key_groups * LOADS_IN_FLIGHT) {
+                #[unroll]
+                for l in 0..LOADS_IN_FLIGHT {
+                    let jj = j + l * key_groups;
+                    let mut row_values = Vector::new(F::new(0.0));
+                    if jj < count {
+                        let key_j = keys[jj];
+                        if key_j >= 0 {
+                            row_values = v[(kv_base + usize::cast_from(key_j)) * lanes + lane];
+                        }
+                    }
+                    values[l] = row_values;
+                }
+                #[unroll]
+                for l in 0..LOADS_IN_FLIGHT {
+                    let jj = j + l * key_groups;
+                    if jj < count {
                         #[unroll]
-                        for i in 0..value_width {
-                            acc[g * value_width + i] += p * f32::cast_from(values[i]);
+                        for g in 0..group {
+                            let p = probs[g * TILE + jj];
+                            #[unroll]
+                            for i in 0..value_width {
+                                acc[g * value_width + i] += p * f32::cast_from(values[l][i]);
+                            }
                         }
                     }
                 }
