@@ -10,10 +10,11 @@
 //! counts twice) masks them, running max and sum are kept per query, and a unit per value
 //! dimension accumulates the weighted values in registers. Accumulation is in f32.
 //!
-//! Where the runtime has tensor cores (CUDA f16/bf16, SPIR-V cooperative matrices;
-//! `tensor_core_attention::available`) and the sizes fit, the same lists and rules run in
-//! [`crate::tensor_core_attention`] instead, with tiles of 64 queries; this kernel stays the
-//! path of every other runtime (wgpu's WGSL, lavapipe) and dtype.
+//! Where the runtime has tensor cores and the sizes fit, the same lists and rules run on
+//! them instead, with tiles of 64 queries: [`crate::mma_attention`] where the register-level
+//! MMA is there (CUDA f16/bf16), else [`crate::tensor_core_attention`] (`cmma`: SPIR-V
+//! cooperative matrices); this kernel stays the path of every other runtime (wgpu's WGSL,
+//! lavapipe) and dtype.
 
 use burn::tensor::{DType, Shape, TensorMetadata};
 use burn_cubecl::{
@@ -24,8 +25,8 @@ use cubecl::prelude::*;
 use crate::grid::cube_count;
 use crate::key_lists::{entry_key, tile_keys, visible_logit};
 use crate::softmax::{log_sum_exp, no_logit, normalized, rescale, weight, SparseAttentionOutput};
-use crate::tensor_core_attention;
 use crate::vectors::row_vector_width;
+use crate::{mma_attention, tensor_core_attention};
 
 /// Keys per tile, and units per cube.
 pub const KEY_TILE: usize = 128;
@@ -271,10 +272,15 @@ pub fn block_attention<R: CubeRuntime>(
     };
     // Tensor cores where the runtime has them and the sizes fit.
     let query_block = (per_block > 0).then_some(keys.query_block);
-    let tensor_cores = tensor_core_attention::available(&client, dtype)
+    let mma =
+        mma_attention::available(&client, dtype) && mma_attention::supports(head_dim, value_dim, query_block);
+    let tensor_cores = !mma
+        && tensor_core_attention::available(&client, dtype)
         && tensor_core_attention::supports(head_dim, value_dim, query_block);
     // A tile of queries must not straddle two query blocks.
-    let queries = if tensor_cores {
+    let queries = if mma {
+        mma_attention::QUERIES
+    } else if tensor_cores {
         tensor_core_attention::QUERIES
     } else if per_block == 0 {
         MAX_QUERIES
@@ -303,6 +309,25 @@ pub fn block_attention<R: CubeRuntime>(
     // Keys are read as vectors of up to 16 bytes (one unit reads a whole key row).
     let width = row_vector_width(head_dim, dtype);
     crate::launches::count();
+    if mma {
+        mma_attention::mma_attention_kernel::launch::<R>(
+            &client,
+            cube_count(tile_count),
+            CubeDim::new_2d(32, mma_attention::PLANES as u32),
+            into_contiguous(q).into_tensor_arg(),
+            into_contiguous(k).into_tensor_arg(),
+            into_contiguous(v).into_tensor_arg(),
+            blocks.into_tensor_arg(),
+            output.clone().into_tensor_arg(),
+            lse.clone().into_tensor_arg(),
+            geometry,
+            tile_count,
+            scale,
+            head_dim,
+            dtype.into(),
+        );
+        return SparseAttentionOutput { output, lse };
+    }
     if tensor_cores {
         tensor_core_attention::tensor_core_attention_kernel::launch::<R>(
             &client,

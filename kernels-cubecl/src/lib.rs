@@ -28,6 +28,7 @@ pub mod hash_signatures;
 mod key_lists;
 pub mod launches;
 pub mod match_top_k;
+pub mod mma_attention;
 pub mod pack_signs;
 pub mod softmax;
 pub mod sparse_attention;

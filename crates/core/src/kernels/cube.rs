@@ -235,5 +235,9 @@ pub(super) fn child_scores_on<B: Backend, R: CubeRuntime>(
 
 pub(super) fn tensor_cores_on<B: Backend, R: CubeRuntime>(device: &B::Device, dtype: DType) -> Option<bool> {
     let device: &R::Device = (device as &dyn Any).downcast_ref()?;
-    Some(kernels::tensor_core_attention::available(&R::client(device), dtype))
+    let client = R::client(device);
+    Some(
+        kernels::mma_attention::available(&client, dtype)
+            || kernels::tensor_core_attention::available(&client, dtype),
+    )
 }
