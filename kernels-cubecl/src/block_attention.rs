@@ -11,10 +11,10 @@
 //! dimension accumulates the weighted values in registers. Accumulation is in f32.
 //!
 //! Where the runtime has tensor cores and the sizes fit, the same lists and rules run on
-//! them instead, with tiles of 64 queries: [`crate::mma_attention`] where the register-level
-//! MMA is there (CUDA f16/bf16), else [`crate::tensor_core_attention`] (`cmma`: SPIR-V
-//! cooperative matrices); this kernel stays the path of every other runtime (wgpu's WGSL,
-//! lavapipe) and dtype.
+//! them instead, with tiles of 64 queries: [`crate::tensor_core_attention`] (`cmma`: CUDA
+//! f16/bf16, SPIR-V cooperative matrices), or the experimental [`crate::mma_attention`]
+//! (register-level MMA, feature `mma-prefill`); this kernel stays the path of every other
+//! runtime (wgpu's WGSL, lavapipe) and dtype.
 
 use burn::tensor::{DType, Shape, TensorMetadata};
 use burn_cubecl::{
@@ -272,15 +272,11 @@ pub fn block_attention<R: CubeRuntime>(
     };
     // Tensor cores where the runtime has them and the sizes fit.
     let query_block = (per_block > 0).then_some(keys.query_block);
-    let mma =
-        mma_attention::available(&client, dtype) && mma_attention::supports(head_dim, value_dim, query_block);
-    let tensor_cores = !mma
-        && tensor_core_attention::available(&client, dtype)
-        && tensor_core_attention::supports(head_dim, value_dim, query_block);
+    let fits = tensor_core_attention::supports(head_dim, value_dim, query_block);
+    let mma = fits && mma_attention::selected(&client, dtype);
+    let tensor_cores = fits && !mma && tensor_core_attention::available(&client, dtype);
     // A tile of queries must not straddle two query blocks.
-    let queries = if mma {
-        mma_attention::QUERIES
-    } else if tensor_cores {
+    let queries = if mma || tensor_cores {
         tensor_core_attention::QUERIES
     } else if per_block == 0 {
         MAX_QUERIES
@@ -313,7 +309,7 @@ pub fn block_attention<R: CubeRuntime>(
         mma_attention::mma_attention_kernel::launch::<R>(
             &client,
             cube_count(tile_count),
-            CubeDim::new_2d(32, mma_attention::PLANES as u32),
+            CubeDim::new_2d(tensor_core_attention::PLANE as u32, tensor_core_attention::PLANES as u32),
             into_contiguous(q).into_tensor_arg(),
             into_contiguous(k).into_tensor_arg(),
             into_contiguous(v).into_tensor_arg(),

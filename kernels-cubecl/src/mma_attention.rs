@@ -1,15 +1,19 @@
 //! The tiled prefill attention of [`crate::block_attention`] on tensor cores through the
 //! register-level MMA (`m16n8k16`, f16 or bf16 in, f32 accumulation), for runtimes that
-//! expose it with `ldmatrix` and asynchronous copies (CUDA from sm_80).
+//! expose it with `ldmatrix` and asynchronous copies (CUDA from sm_80). Experimental: used
+//! only with the feature `mma-prefill` ([`selected`]); written without a GPU at hand and not
+//! yet run on one.
 //!
 //! Unlike [`crate::tensor_core_attention`] (`cmma`, whose fragment layout is opaque), every
 //! unit knows which scores it holds: the online softmax runs on the accumulator registers
 //! and the probabilities become the `A` operand of `P V` in registers, with no round trip
-//! through shared memory. One cube of [`PLANES`] planes per tile of [`QUERIES`] queries of one
-//! head, 16 queries per plane, the tile's key list (the same list and per-query rules as the
+//! through shared memory. One cube of `PLANES` planes per tile of `QUERIES` queries of one
+//! head (the tiles of [`crate::tensor_core_attention`], whose fit check it shares), 16 queries
+//! per plane, the tile's key list (the same list and per-query rules as the
 //! other prefill kernels) walked [`KEYS`] keys at a time:
 //! - the step's entries are resolved to keys once, then its K and V rows are copied
-//!   asynchronously from global to shared memory (16 bytes per copy, zeros for a missing key);
+//!   asynchronously from global to shared memory (16 bytes per copy, zeros for a missing key),
+//!   into one of two stages: the next step's copies are in flight while this one computes;
 //! - each plane computes its 16 x [`KEYS`] scores, `ldmatrix` feeding the K operand;
 //! - masks are skipped for steps every query of the tile sees whole (all but the diagonal of
 //!   dense causal attention);
@@ -21,25 +25,16 @@
 
 use burn::tensor::DType;
 use burn_cubecl::CubeRuntime;
-use cubecl::features::MmaConfig;
-use cubecl::ir::{ElemType, FloatKind, StorageType as IrStorageType};
 use cubecl::prelude::barrier::{copy_async_checked, Barrier};
 use cubecl::{cmma, prelude::*};
 
 use crate::block_attention::BlockGeometry;
 use crate::key_lists::{entry_key, tile_keys, visible_logit, TileKeys};
 use crate::softmax::{log_sum_exp, no_logit, normalized, rescale, weight};
+use crate::tensor_core_attention::{half_config, planes_of_32, PLANE, PLANES, QUERIES};
 
-/// Planes (of 32 units) per cube.
-pub const PLANES: usize = 4;
-/// Queries per cube: 16 per plane.
-pub const QUERIES: usize = PLANES * 16;
 /// Keys per step of the key list.
 pub const KEYS: usize = 64;
-/// Units per plane the kernel is written for.
-const PLANE: usize = 32;
-/// Largest head dimension.
-const MAX_HEAD_DIM: usize = 128;
 /// Padding of shared rows (elements): with rows 272 bytes apart the eight rows an
 /// `ldmatrix` reads fall on distinct banks.
 const PAD: usize = 8;
@@ -49,36 +44,21 @@ const COPY: usize = 8;
 /// Whether the runtime of `client` has the register-level `m16n8k16` MMA for `dtype` (f16 or
 /// bf16) with f32 accumulation, `ldmatrix` and asynchronous copies, on 32-unit planes.
 pub fn available<R: CubeRuntime>(client: &ComputeClient<R>, dtype: DType) -> bool {
-    let kind = match dtype {
-        DType::F16 => FloatKind::F16,
-        DType::BF16 => FloatKind::BF16,
-        _ => return false,
+    let Some(config) = half_config(dtype, 8) else {
+        return false;
     };
-    let properties = client.properties();
-    let operand: IrStorageType = ElemType::Float(kind).into();
-    let config = MmaConfig {
-        a_type: operand,
-        b_type: operand,
-        cd_type: ElemType::Float(FloatKind::F32).into(),
-        m: 16,
-        n: 8,
-        k: 16,
-    };
-    properties.features.matmul.mma.contains(&config)
-        && properties.features.matmul.ldmatrix.contains(&operand)
-        && properties.features.copy_async
-        && properties.hardware.plane_size_min as usize == PLANE
-        && properties.hardware.plane_size_max as usize == PLANE
+    let features = &client.properties().features;
+    features.matmul.mma.contains(&config)
+        && features.matmul.ldmatrix.contains(&config.a_type)
+        && features.copy_async
+        && planes_of_32(client)
 }
 
-/// Whether the kernel takes these sizes: equal head and value dimensions, a multiple of 16
-/// up to 128, and query blocks (when keys are chosen per block) of whole query tiles.
-pub fn supports(head_dim: usize, value_dim: usize, query_block: Option<usize>) -> bool {
-    head_dim == value_dim
-        && head_dim.is_multiple_of(16)
-        && head_dim > 0
-        && head_dim <= MAX_HEAD_DIM
-        && query_block.is_none_or(|b| b.is_multiple_of(QUERIES))
+/// Whether prefill runs on this kernel: the feature `mma-prefill` is on (the kernel has not
+/// yet been run on a GPU; until its CUDA tests pass there, `cmma` is the default) and the
+/// runtime has what it needs ([`available`]).
+pub fn selected<R: CubeRuntime>(client: &ComputeClient<R>, dtype: DType) -> bool {
+    cfg!(feature = "mma-prefill") && available(client, dtype)
 }
 
 /// Whether every real query of the tile (positions `first_pos..=last_pos`) sees every entry

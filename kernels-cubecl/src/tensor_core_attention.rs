@@ -46,27 +46,38 @@ const PAD: usize = 8;
 /// Whether the runtime of `client` multiplies 16x16x16 tiles of `dtype` (f16 or bf16) into
 /// f32 with 32-unit planes.
 pub fn available<R: CubeRuntime>(client: &ComputeClient<R>, dtype: DType) -> bool {
+    half_config(dtype, 16).is_some_and(|config| client.properties().features.matmul.cmma.contains(&config))
+        && planes_of_32(client)
+}
+
+/// The tensor-core shape `16 x n x 16` with `dtype` in (f16 or bf16, else `None`) and f32
+/// accumulation.
+pub(crate) fn half_config(dtype: DType, n: u32) -> Option<MmaConfig> {
     let kind = match dtype {
         DType::F16 => FloatKind::F16,
         DType::BF16 => FloatKind::BF16,
-        _ => return false,
+        _ => return None,
     };
-    let properties = client.properties();
-    let config = MmaConfig {
+    Some(MmaConfig {
         a_type: ElemType::Float(kind).into(),
         b_type: ElemType::Float(kind).into(),
         cd_type: ElemType::Float(FloatKind::F32).into(),
         m: 16,
-        n: 16,
+        n,
         k: 16,
-    };
-    properties.features.matmul.cmma.contains(&config)
-        && properties.hardware.plane_size_min as usize == PLANE
-        && properties.hardware.plane_size_max as usize == PLANE
+    })
 }
 
-/// Whether the kernel takes these sizes: equal head and value dimensions, a multiple of 16
-/// up to 128, and query blocks (when keys are chosen per block) of whole query tiles.
+/// Whether every plane of the runtime has the [`PLANE`] units the tensor-core kernels are
+/// written for.
+pub(crate) fn planes_of_32<R: CubeRuntime>(client: &ComputeClient<R>) -> bool {
+    let hardware = &client.properties().hardware;
+    hardware.plane_size_min as usize == PLANE && hardware.plane_size_max as usize == PLANE
+}
+
+/// Whether the tensor-core kernels (this one and [`crate::mma_attention`], with the same
+/// query tiles) take these sizes: equal head and value dimensions, a multiple of 16 up to
+/// 128, and query blocks (when keys are chosen per block) of whole query tiles.
 pub fn supports(head_dim: usize, value_dim: usize, query_block: Option<usize>) -> bool {
     head_dim == value_dim
         && head_dim.is_multiple_of(16)

@@ -237,7 +237,7 @@ pub(super) fn tensor_cores_on<B: Backend, R: CubeRuntime>(device: &B::Device, dt
     let device: &R::Device = (device as &dyn Any).downcast_ref()?;
     let client = R::client(device);
     Some(
-        kernels::mma_attention::available(&client, dtype)
+        kernels::mma_attention::selected(&client, dtype)
             || kernels::tensor_core_attention::available(&client, dtype),
     )
 }
