@@ -39,12 +39,27 @@ pub(crate) fn pair<G: Backend>(
 
 pub(crate) fn assert_close(name: &str, expected: &[f32], got: &[f32], tolerance: f32) {
     assert_eq!(expected.len(), got.len(), "{name}: lengths");
-    let worst = expected
+    let differences: Vec<f32> = expected
         .iter()
         .zip(got)
         .map(|(e, g)| if e.is_infinite() && e == g { 0.0 } else { (e - g).abs() / (1.0 + e.abs()) })
-        .fold(0.0f32, f32::max);
-    assert!(worst <= tolerance, "{name}: worst relative difference {worst} > {tolerance}");
+        .collect();
+    let (at, worst) = differences.iter().copied().enumerate().fold((0, 0.0f32), |best, (i, d)| {
+        if d > best.1 || d.is_nan() {
+            (i, d)
+        } else {
+            best
+        }
+    });
+    let off = differences.iter().filter(|&&d| !(d <= tolerance)).count();
+    assert!(
+        worst <= tolerance,
+        "{name}: worst relative difference {worst} > {tolerance} at element {at} of {} \
+         (expected {}, got {}); {off} elements off",
+        expected.len(),
+        expected[at],
+        got[at]
+    );
 }
 
 /// [`assert_close`] on the output and on the lse of two attention results.

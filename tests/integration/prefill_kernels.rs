@@ -154,7 +154,8 @@ fn dense_attention_matches_reference<G: Backend>(device: &G::Device, tolerance: 
         let options = AttnOptions::causal();
         let expected = dense_attention(q_ref, k_ref, v_ref, &options).unwrap();
         let got = dense_attention(q, k, v, &options).unwrap();
-        let case = format!("{query_len} queries, {kv_len} keys");
+        let case =
+            format!("{query_len} queries, {kv_len} keys, head_dim {head_dim}, heads {heads}/{kv_heads}");
         assert_attention_close(&case, expected, got, tolerance);
     }
 }
