@@ -44,9 +44,12 @@ pub(crate) fn tile_keys(
         window_start = first_pos + 1 - geo.window;
     }
     window_start = max(window_start, geo.sink);
+    // Window keys end at the tile's last query or at the context's end, whichever is first
+    // (queries placed after the last key see no window keys past it).
+    let window_end = min(last_pos + 1, geo.kv_len);
     let mut window_n = 0usize;
-    if last_pos + 1 > window_start {
-        window_n = last_pos + 1 - window_start;
+    if window_end > window_start {
+        window_n = window_end - window_start;
     }
     let block_row =
         ((b * geo.query_heads + head) * geo.query_blocks + t0 / geo.query_block) * geo.blocks_per_query_block;

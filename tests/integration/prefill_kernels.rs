@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use burn_sparse_attn::kernels::{self, BlockSizes, KernelWindow};
-use burn_sparse_attn::methods::CachedMask;
+use burn_sparse_attn::methods::{hyper_attention_non_causal, CachedMask, HyperParams};
 use burn_sparse_attn::rng::SplitMix64;
 use burn_sparse_attn::select::{hip_mask, sink_selection, stable_order, window_selection};
 use burn_sparse_attn::{
@@ -372,6 +372,22 @@ fn hyper_matches_reference<G: Backend>(device: &G::Device, tolerance: f32) {
             &floats(got.output),
             tolerance,
         );
+    }
+    // The non-causal estimator alone: fewer queries than keys, GQA, a short last key block,
+    // query blocks of 64 (the tensor-core kernels' tile on CUDA), and without samples.
+    for (heads, kv_heads, query_len, kv_len, block_size, sample_size) in
+        [(4, 2, 150, 333, 16, 8), (2, 2, 640, 700, 64, 0), (4, 1, 512, 512, 64, 24)]
+    {
+        let (q_ref, q) = pair::<G>([1, heads, query_len, 32], 71, device);
+        let (k_ref, k) = pair::<G>([1, kv_heads, kv_len, 32], 72, device);
+        let (v_ref, v) = pair::<G>([1, kv_heads, kv_len, 32], 73, device);
+        let (p_ref, p) = pair::<G>([1, 1, 32, 5], 74, device);
+        let params = HyperParams { block_size, sample_size, min_seq_len: 0, seed: 5, scale: 0.2 };
+        let expected =
+            hyper_attention_non_causal(q_ref, k_ref, v_ref, p_ref.reshape([32, 5]), &params).unwrap();
+        let got = hyper_attention_non_causal(q, k, v, p.reshape([32, 5]), &params).unwrap();
+        let case = format!("non-causal, heads {heads}/{kv_heads}, {query_len} queries, {kv_len} keys");
+        assert_attention_close(&case, expected, got, tolerance);
     }
 }
 

@@ -4,9 +4,11 @@
 
 use burn::tensor::{backend::Backend, IndexingUpdateOp, Int, Tensor, TensorData};
 
+use super::on_kernels;
 use crate::attend::softmax::masked_softmax;
 use crate::attend::{merge, AttnOptions, AttnOutput};
 use crate::error::{AttnError, AttnResult};
+use crate::kernels;
 use crate::select::{gray_positions, lsh_buckets, stable_order_below};
 use crate::shape::AttnShape;
 
@@ -93,37 +95,79 @@ fn non_causal<B: Backend>(
     let [b, hq, nq, _] = q.dims();
     let [_, hkv, nk, _] = k.dims();
     let bits = projections.dims()[1];
-    let per_query_head = |x: Tensor<B, 4>| {
-        let [_, _, n, e] = x.dims();
-        x.reshape([b, hkv, 1, n, e]).expand([b, hkv, hq / hkv, n, e]).reshape([b, hq, n, e])
-    };
-    let (k, v) = (per_query_head(k), per_query_head(v));
     let sort = |x: &Tensor<B, 4>| {
         stable_order_below(gray_positions(lsh_buckets(x.clone(), projections.clone()), bits), 1 << bits)
     };
-    let (q_order, k_order) = (sort(&q), sort(&k));
     let rows = |x: Tensor<B, 4>, order: &Tensor<B, 3, Int>| {
-        let [_, _, n, e] = x.dims();
-        x.gather(2, order.clone().reshape([b, hq, n, 1]).expand([b, hq, n, e]))
+        let [b, h, n, e] = x.dims();
+        x.gather(2, order.clone().reshape([b, h, n, 1]).expand([b, h, n, e]))
     };
+    let q_order = sort(&q);
     let q_sorted = rows(q, &q_order);
-    let (k_sorted, v_sorted) = (rows(k, &k_order), rows(v, &k_order));
-
     let blocks = nk.div_ceil(params.block_size);
     let q_block = nq.div_ceil(blocks);
-    let in_blocks =
-        block_attention(q_sorted.clone(), k_sorted.clone(), v_sorted.clone(), blocks, q_block, params);
-    let sorted = if params.sample_size > 0 && blocks > 1 {
-        let sampled = sampled_attention(q_sorted, k_sorted, v_sorted, q_block, params);
-        merge(in_blocks, sampled).expect("parts of equal shapes")
-    } else {
-        in_blocks
-    };
+    let samples = (params.sample_size > 0 && blocks > 1).then(|| column_samples(&q_sorted, nk, params));
+    // On the kernels, K and V sorted once per KV head (a key's LSH order is the same for each
+    // query head); else per query head, for the matmuls.
+    let on_kernels = kernels::kernels_active::<B>()
+        .then(|| {
+            let k_order = sort(&k);
+            let (k_sorted, v_sorted) = (rows(k.clone(), &k_order), rows(v.clone(), &k_order));
+            let bs = params.block_size.min(nk);
+            let in_blocks =
+                on_kernels::in_blocks(&q_sorted, &k_sorted, &v_sorted, q_block, bs, params.scale)?;
+            Some(match &samples {
+                Some(samples) => {
+                    let sampled = on_kernels::over_samples(
+                        &q_sorted,
+                        &k_sorted,
+                        &v_sorted,
+                        samples,
+                        q_block,
+                        params.block_size,
+                        params.scale,
+                    )?;
+                    merge(in_blocks, sampled).expect("parts of equal shapes")
+                }
+                None => in_blocks,
+            })
+        })
+        .flatten();
+    let sorted = on_kernels.unwrap_or_else(|| {
+        let per_query_head = |x: Tensor<B, 4>| {
+            let [_, _, n, e] = x.dims();
+            x.reshape([b, hkv, 1, n, e]).expand([b, hkv, hq / hkv, n, e]).reshape([b, hq, n, e])
+        };
+        let (k, v) = (per_query_head(k), per_query_head(v));
+        let k_order = sort(&k);
+        let (k_sorted, v_sorted) = (rows(k, &k_order), rows(v, &k_order));
+        let in_blocks =
+            block_attention(q_sorted.clone(), k_sorted.clone(), v_sorted.clone(), blocks, q_block, params);
+        match &samples {
+            Some(samples) => {
+                let sampled = sampled_attention(q_sorted, k_sorted, v_sorted, samples, q_block, params);
+                merge(in_blocks, sampled).expect("parts of equal shapes")
+            }
+            None => in_blocks,
+        }
+    });
     // Back to the original order of the queries.
     let inverse = inverse_permutation(&q_order);
     let output = rows(sorted.output, &inverse);
     let lse = sorted.lse.gather(2, inverse);
     AttnOutput { output, lse }
+}
+
+/// The `sample_size` key columns sampled uniformly (with replacement) per batch element and
+/// query head, positions in the keys' sorted order: `[batch, query_heads, sample_size]`,
+/// drawn from the seed and the sizes, so that every backend draws the same.
+fn column_samples<B: Backend>(q: &Tensor<B, 4>, nk: usize, params: &HyperParams) -> Tensor<B, 3, Int> {
+    let [b, h, nq, _] = q.dims();
+    let m = params.sample_size;
+    let seed = params.seed ^ (nq as u64).wrapping_mul(0x9E37_79B9) ^ (nk as u64).rotate_left(32);
+    let mut rng = crate::rng::SplitMix64::new(seed);
+    let samples: Vec<i64> = (0..b * h * m).map(|_| rng.below(nk) as i64).collect();
+    Tensor::from_data(TensorData::new(samples, [b, h, m]), &q.device())
 }
 
 /// Exact attention of query block `i` over key block `i`: `[b, h, nq, dv]`.
@@ -153,23 +197,20 @@ fn block_attention<B: Backend>(
     AttnOutput { output, lse }
 }
 
-/// Attention over `sample_size` uniformly sampled key columns (with replacement), each query
-/// ignoring samples from its own block, weights scaled by `nk / sample_size`.
+/// Attention over the sampled key columns `samples: [b, h, m]` (see [`column_samples`]),
+/// each query ignoring samples from its own block, weights scaled by `nk / m`.
 fn sampled_attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
+    samples: &Tensor<B, 3, Int>,
     q_block: usize,
     params: &HyperParams,
 ) -> AttnOutput<B> {
     let [b, h, nq, d] = q.dims();
     let [_, _, nk, dv] = v.dims();
-    let m = params.sample_size;
+    let m = samples.dims()[2];
     let device = q.device();
-    let seed = params.seed ^ (nq as u64).wrapping_mul(0x9E37_79B9) ^ (nk as u64).rotate_left(32);
-    let mut rng = crate::rng::SplitMix64::new(seed);
-    let samples: Vec<i64> = (0..b * h * m).map(|_| rng.below(nk) as i64).collect();
-    let samples = Tensor::<B, 3, Int>::from_data(TensorData::new(samples, [b, h, m]), &device);
     let pick =
         |x: Tensor<B, 4>, e: usize| x.gather(2, samples.clone().reshape([b, h, m, 1]).expand([b, h, m, e]));
     let (k, v) = (pick(k, d), pick(v, dv));
@@ -179,7 +220,7 @@ fn sampled_attention<B: Backend>(
         .reshape([1, 1, nq, 1])
         .expand([b, h, nq, m]);
     let sample_block =
-        samples.div_scalar(params.block_size as i64).reshape([b, h, 1, m]).expand([b, h, nq, m]);
+        samples.clone().div_scalar(params.block_size as i64).reshape([b, h, 1, m]).expand([b, h, nq, m]);
     let (probs, lse) = masked_softmax(logits, Some(query_block.equal(sample_block)));
     let lse = lse.squeeze_dim::<3>(3).add_scalar((nk as f64 / m as f64).ln());
     AttnOutput { output: probs.matmul(v), lse }

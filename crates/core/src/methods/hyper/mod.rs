@@ -5,6 +5,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 mod estimator;
+mod on_kernels;
 
 pub use estimator::{hyper_attention_causal, hyper_attention_non_causal, HyperParams};
 
