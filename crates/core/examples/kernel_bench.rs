@@ -7,7 +7,9 @@
 //! then run the binary on the GPU machine (`--quick` for a small smoke run). Built with
 //! `--features wgpu` instead it runs on wgpu (WGSL), with `--features vulkan` on wgpu compiled
 //! to SPIR-V; both in f16, as on CUDA. `--no-burn-attention` leaves out burn's own attention
-//! (timed beside ours, not a baseline). docs/benchmarks.md has the numbers.
+//! (timed beside ours, not a baseline). With `BSA_PROFILE=1` the prefill part times nothing
+//! and prints where one call of HiP and of HyperAttention spends its time instead, part by
+//! part. docs/benchmarks.md has the numbers.
 
 use std::time::Instant;
 
@@ -15,6 +17,7 @@ use burn::tensor::{
     backend::Backend, module::attention, ops::AttentionModuleOptions, Distribution, ElementConversion, Tensor,
 };
 use burn_sparse_attn_core::kernels::{self, KernelWindow};
+use burn_sparse_attn_core::profile;
 use burn_sparse_attn_core::select::hip_mask;
 use burn_sparse_attn_core::{
     dense_attention, AttentionMethod, AttnOptions, HashMappingConfig, HipAttentionConfig,
@@ -194,6 +197,10 @@ fn prefill(contexts: &[usize], peak: f64, with_burn_attention: bool) {
         let k = normal([1, kv_heads, context, HEAD_DIM]);
         let v = normal([1, kv_heads, context, HEAD_DIM]);
         let tag = format!("T{}K", context / 1024);
+        if profile::enabled() {
+            profile_prefill(&tag, &q, &k, &v);
+            continue;
+        }
         let element = q.dtype().size() as f64;
         let bytes = (context * (QUERY_HEADS * 2 + kv_heads * 2) * HEAD_DIM) as f64 * element;
         let samples = if context > 32 * 1024 { 1 } else { 3 };
@@ -291,6 +298,26 @@ fn list(args: &[String], flag: &str, default: &[usize]) -> Vec<usize> {
         .and_then(|i| args.get(i + 1))
         .map(|v| v.split(',').map(|x| x.parse().expect("a number")).collect())
         .unwrap_or_else(|| default.to_vec())
+}
+
+/// With `BSA_PROFILE=1`: where one call of HiP and of HyperAttention spends its time, by
+/// the profile spans of their parts (each span synchronises the device, so nothing is timed
+/// as a whole; a first call of each warms up).
+fn profile_prefill(tag: &str, q: &Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4>) {
+    let hip = HipAttentionConfig::new().init::<B>(&device()).unwrap();
+    let hyper = HyperAttentionConfig::new(HEAD_DIM).init::<B>(&device()).unwrap();
+    let hip_call = || hip.forward(q.clone(), k.clone(), v.clone()).unwrap();
+    let hyper_call = || hyper.forward(q.clone(), k.clone(), v.clone()).unwrap();
+    for (name, call) in [("HiP", &hip_call as &dyn Fn() -> _), ("HyperAttention", &hyper_call)] {
+        call();
+        profile::take();
+        let start = Instant::now();
+        call();
+        let _ = B::sync(&device());
+        let seconds = start.elapsed().as_secs_f64();
+        println!("\n{tag} {name}, one call with synchronised spans: {:.1} ms", seconds * 1e3);
+        print!("{}", profile::table(&profile::take()));
+    }
 }
 
 fn main() {

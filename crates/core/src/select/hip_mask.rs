@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{AttnError, AttnResult};
 use crate::kernels::{self, KernelWindow};
 use crate::positions::QueryPositions;
+use crate::profile;
 
 /// Which key block of an interval stands for it when the interval is scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,44 +189,56 @@ pub fn hip_mask<B: Backend>(
     let mut scored = Vec::new();
     let mut intervals_in_key_order = true;
 
+    // Each part of a round is a profile span (`BSA_PROFILE=1`; no cost otherwise).
     while longest > 1 {
-        let len = ends.clone() - starts.clone();
-        let mid = starts.clone() + (len + 1).div_scalar(2);
-        // Children interleaved (left and right half of interval 0, then of 1, ...), so that
-        // picking children in index order keeps the intervals in key order.
-        let child_starts = Tensor::stack::<5>(vec![starts, mid.clone()], 4).reshape([b, hq, nq, children]);
-        let child_ends = Tensor::stack::<5>(vec![mid, ends], 4).reshape([b, hq, nq, children]);
-        let child_len = child_ends.clone() - child_starts.clone();
-        let rep = match params.representative {
-            Representative::Center => {
-                child_starts.clone() + (child_len.clone() - 1).clamp_min(0).div_scalar(2)
-            }
-            Representative::First => child_starts.clone(),
-            Representative::Last => (child_ends.clone() - 1).max_pair(child_starts.clone()),
-        };
-        let key_pos =
-            (rep.mul_scalar(bk as i64).add_scalar(lo as i64)).reshape([b, hq, nq, children, 1]).expand(dims5)
-                + key_offsets.clone().expand(dims5);
-        let key_real = child_len
-            .greater_elem(0)
-            .reshape([b, hq, nq, children, 1])
-            .expand(dims5)
-            .bool_and(key_pos.clone().lower(range_end_t.clone().expand(dims5)));
+        let (child_starts, child_ends, key_pos, key_real) =
+            profile::span::<B, _>("hip mask: children", &device, || {
+                let len = ends.clone() - starts.clone();
+                let mid = starts.clone() + (len + 1).div_scalar(2);
+                // Children interleaved (left and right half of interval 0, then of 1, ...), so
+                // that picking children in index order keeps the intervals in key order.
+                let child_starts =
+                    Tensor::stack::<5>(vec![starts.clone(), mid.clone()], 4).reshape([b, hq, nq, children]);
+                let child_ends =
+                    Tensor::stack::<5>(vec![mid, ends.clone()], 4).reshape([b, hq, nq, children]);
+                let child_len = child_ends.clone() - child_starts.clone();
+                let rep = match params.representative {
+                    Representative::Center => {
+                        child_starts.clone() + (child_len.clone() - 1).clamp_min(0).div_scalar(2)
+                    }
+                    Representative::First => child_starts.clone(),
+                    Representative::Last => (child_ends.clone() - 1).max_pair(child_starts.clone()),
+                };
+                let key_pos = (rep.mul_scalar(bk as i64).add_scalar(lo as i64))
+                    .reshape([b, hq, nq, children, 1])
+                    .expand(dims5)
+                    + key_offsets.clone().expand(dims5);
+                let key_real = child_len
+                    .greater_elem(0)
+                    .reshape([b, hq, nq, children, 1])
+                    .expand(dims5)
+                    .bool_and(key_pos.clone().lower(range_end_t.clone().expand(dims5)));
+                (child_starts, child_ends, key_pos, key_real)
+            });
         scored.push(key_real.clone().int().sum());
-        let fused = kernels::kernels_active::<B>()
-            .then(|| {
-                let real_keys = key_pos.clone().mask_fill(key_real.clone().bool_not(), -1);
-                kernels::hip_child_scores(&q_unpadded, &k, &real_keys, bq, params.block_stride_q)
-            })
-            .flatten();
-        let scores = match fused {
-            Some(scores) => scores,
-            None => child_scores(&q_rep, &k_rows, &q_real, key_pos, key_real, &head_base, shape.kv_len),
-        };
-        let (best, in_key_order) = best_children(scores, kb);
+        let scores = profile::span::<B, _>("hip mask: child scores", &device, || {
+            let fused = kernels::kernels_active::<B>()
+                .then(|| {
+                    let real_keys = key_pos.clone().mask_fill(key_real.clone().bool_not(), -1);
+                    kernels::hip_child_scores(&q_unpadded, &k, &real_keys, bq, params.block_stride_q)
+                })
+                .flatten();
+            match fused {
+                Some(scores) => scores,
+                None => child_scores(&q_rep, &k_rows, &q_real, key_pos, key_real, &head_base, shape.kv_len),
+            }
+        });
+        let (best, in_key_order) =
+            profile::span::<B, _>("hip mask: top-k", &device, || best_children(scores, kb));
         intervals_in_key_order &= in_key_order;
-        starts = child_starts.gather(3, best.clone());
-        ends = child_ends.gather(3, best);
+        (starts, ends) = profile::span::<B, _>("hip mask: keep children", &device, || {
+            (child_starts.gather(3, best.clone()), child_ends.gather(3, best))
+        });
         longest = longest.div_ceil(2);
     }
     // Chosen blocks in ascending key order, empty entries last.
@@ -233,7 +246,9 @@ pub fn hip_mask<B: Backend>(
     let not_block = (ends - starts.clone()).not_equal_elem(1);
     let block_starts =
         starts.mul_scalar(bk as i64).add_scalar(lo as i64).mask_fill(not_block.clone(), unused);
-    let block_starts = ascending(block_starts, not_block, intervals_in_key_order);
+    let block_starts = profile::span::<B, _>("hip mask: order", &device, || {
+        ascending(block_starts, not_block, intervals_in_key_order)
+    });
     let valid = block_starts.clone().lower_elem(unused);
     let block_starts = block_starts.clamp_max(unused - 1);
     Ok(HipMask { block_starts, valid, range_ends, block_size_k: bk, scored })

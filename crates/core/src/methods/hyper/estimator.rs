@@ -9,6 +9,7 @@ use crate::attend::softmax::masked_softmax;
 use crate::attend::{merge, AttnOptions, AttnOutput};
 use crate::error::{AttnError, AttnResult};
 use crate::kernels;
+use crate::profile;
 use crate::select::{gray_positions, lsh_buckets, stable_order_below};
 use crate::shape::AttnShape;
 
@@ -102,7 +103,8 @@ fn non_causal<B: Backend>(
         let [b, h, n, e] = x.dims();
         x.gather(2, order.clone().reshape([b, h, n, 1]).expand([b, h, n, e]))
     };
-    let q_order = sort(&q);
+    let device = q.device();
+    let q_order = profile::span::<B, _>("hyper: sort queries", &device, || sort(&q));
     let q_sorted = rows(q, &q_order);
     let blocks = nk.div_ceil(params.block_size);
     let q_block = nq.div_ceil(blocks);
@@ -111,22 +113,25 @@ fn non_causal<B: Backend>(
     // query head); else per query head, for the matmuls.
     let on_kernels = kernels::kernels_active::<B>()
         .then(|| {
-            let k_order = sort(&k);
+            let k_order = profile::span::<B, _>("hyper: sort keys", &device, || sort(&k));
             let (k_sorted, v_sorted) = (rows(k.clone(), &k_order), rows(v.clone(), &k_order));
             let bs = params.block_size.min(nk);
-            let in_blocks =
-                on_kernels::in_blocks(&q_sorted, &k_sorted, &v_sorted, q_block, bs, params.scale)?;
+            let in_blocks = profile::span::<B, _>("hyper: sorted blocks", &device, || {
+                on_kernels::in_blocks(&q_sorted, &k_sorted, &v_sorted, q_block, bs, params.scale)
+            })?;
             Some(match &samples {
                 Some(samples) => {
-                    let sampled = on_kernels::over_samples(
-                        &q_sorted,
-                        &k_sorted,
-                        &v_sorted,
-                        samples,
-                        q_block,
-                        params.block_size,
-                        params.scale,
-                    )?;
+                    let sampled = profile::span::<B, _>("hyper: sampled columns", &device, || {
+                        on_kernels::over_samples(
+                            &q_sorted,
+                            &k_sorted,
+                            &v_sorted,
+                            samples,
+                            q_block,
+                            params.block_size,
+                            params.scale,
+                        )
+                    })?;
                     merge(in_blocks, sampled).expect("parts of equal shapes")
                 }
                 None => in_blocks,
@@ -264,7 +269,10 @@ fn causal<B: Backend>(
     let n = q.dims()[2];
     if n <= params.min_seq_len.max(1) {
         let options = AttnOptions::causal().with_scale(params.scale);
-        return crate::attend::dense_attention(q, k, v, &options);
+        let device = q.device();
+        return profile::span::<B, _>("hyper: exact leaves", &device, || {
+            crate::attend::dense_attention(q, k, v, &options)
+        });
     }
     let (q, k, v) = (pad_rows(q, n + n % 2), pad_rows(k, n + n % 2), pad_rows(v, n + n % 2));
     let half = q.dims()[2] / 2;
