@@ -47,12 +47,11 @@ fn cast<From: 'static, To: 'static>(value: From) -> To {
 }
 
 fn float_in<B: Backend, R: CubeRuntime, const D: usize>(t: &Tensor<B, D>) -> Option<CubeTensor<R>> {
-    matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16)
-        .then(|| cast(t.clone().into_primitive().tensor()))
+    super::takes_float(t.dtype()).then(|| cast(t.clone().into_primitive().tensor()))
 }
 
 fn int_in<B: Backend, R: CubeRuntime, const D: usize>(t: &Tensor<B, D, Int>) -> Option<CubeTensor<R>> {
-    (t.dtype() == DType::I32).then(|| cast(t.clone().into_primitive()))
+    super::takes_int(t.dtype()).then(|| cast(t.clone().into_primitive()))
 }
 
 fn float_out<B: Backend, R: CubeRuntime, const D: usize>(t: CubeTensor<R>) -> Tensor<B, D> {

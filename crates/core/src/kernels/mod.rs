@@ -35,7 +35,7 @@ macro_rules! on_runtime {
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 
-use burn::tensor::{backend::Backend, DType, Int, Tensor};
+use burn::tensor::{backend::Backend, DType, Element, Int, Tensor};
 
 use crate::attend::AttnOutput;
 use crate::hash::HeadwiseMlp;
@@ -182,6 +182,28 @@ pub fn block_sparse_attention<B: Backend>(
     scale: f64,
 ) -> Option<AttnOutput<B>> {
     on_runtime!(B, blocks_on(q, k, v, blocks, at, scale))
+}
+
+/// Whether [`block_sparse_attention`] runs for `q`, `k` and `v` on `B` rather than answering
+/// `None`: the kernels are active, the three share a float dtype the kernels take, and `B`'s
+/// integers (the blocks) are the kernels' i32. Callers size their chunks by it: the
+/// reference path they fall back to needs per-query key lists, the kernel does not.
+pub fn block_sparse_applies<B: Backend>(q: &Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4>) -> bool {
+    kernels_active::<B>()
+        && q.dtype() == k.dtype()
+        && q.dtype() == v.dtype()
+        && takes_float(q.dtype())
+        && takes_int(<B::IntElem as Element>::dtype())
+}
+
+/// Float dtypes the kernels read and write.
+fn takes_float(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+}
+
+/// The kernels' integer dtype (indices, blocks, signatures).
+fn takes_int(dtype: DType) -> bool {
+    dtype == DType::I32
 }
 
 /// The unit sizes of a block mask.

@@ -163,12 +163,23 @@ impl HipAttention {
         positions: &QueryPositions,
         scale: f64,
     ) -> Option<AttnOutput<B>> {
-        if !kernels::kernels_active::<B>() || !positions.causal {
+        if !self.block_kernel_applies(q, k, v, positions) {
             return None;
         }
         let p = &self.params;
         let at = KernelWindow { first_position: positions.offset, sink: p.sink, window: p.window };
         kernels::block_sparse_attention(q, k, v, Some((&mask.kernel_blocks(), self.block_sizes())), at, scale)
+    }
+
+    /// Whether [`Self::block_kernel`] attends (a causal call the block-sparse kernel takes).
+    fn block_kernel_applies<B: Backend>(
+        &self,
+        q: &Tensor<B, 4>,
+        k: &Tensor<B, 4>,
+        v: &Tensor<B, 4>,
+        positions: &QueryPositions,
+    ) -> bool {
+        positions.causal && kernels::block_sparse_applies(q, k, v)
     }
 
     /// The mask's units, as the block-sparse kernel reads them.
@@ -235,15 +246,19 @@ impl<B: Backend> AttentionMethod<B> for HipAttention {
         let scored = 2 * p.branches() * (p.block_size_k / p.block_stride_k);
         // Per query block: the scored keys' rows and logits, or only their positions and
         // flags (a few tensors) when the child-score kernel reads the rows itself; and the
-        // per-query key lists the reference attention needs (kept in the bound for a block
-        // kernel that declines).
+        // per-query key lists of the reference attention, unless the block kernel attends.
         let round = if kernels::hip_child_scores_apply::<B>(p.block_size_q, p.block_stride_q, shape.head_dim)
         {
             4 * scored
         } else {
             scored * (p.block_size_q / p.block_stride_q + shape.head_dim)
         };
-        let per_block = shape.batch * shape.query_heads * (round + p.block_size_q * self.budget());
+        let key_lists = if self.block_kernel_applies(&q, &k, &v, &positions) {
+            0
+        } else {
+            p.block_size_q * self.budget()
+        };
+        let per_block = shape.batch * shape.query_heads * (round + key_lists);
         // On a GPU, chunks as large as the bound allows: each costs a mask's launches.
         let chunks = if kernels::kernels_active::<B>() {
             query_chunks_within(blocks, per_block, MAX_GPU_CHUNK_ELEMENTS)
