@@ -51,7 +51,7 @@ pub(crate) fn assert_close(name: &str, expected: &[f32], got: &[f32], tolerance:
             best
         }
     });
-    let off = differences.iter().filter(|&&d| !(d <= tolerance)).count();
+    let off = differences.iter().filter(|&&d| d > tolerance || d.is_nan()).count();
     assert!(
         worst <= tolerance,
         "{name}: worst relative difference {worst} > {tolerance} at element {at} of {} \
