@@ -177,9 +177,7 @@ pub fn hip_mask<B: Backend>(
     let nkr = bk / params.block_stride_k;
     let key_offsets = Tensor::<B, 1, Int>::arange_step(0..bk as i64, params.block_stride_k, &device)
         .reshape([1, 1, 1, 1, nkr]);
-    let groups = shape.groups();
-    let head_base: Vec<i64> =
-        (0..b * hq).map(|r| ((r / hq * shape.kv_heads + (r % hq) / groups) * shape.kv_len) as i64).collect();
+    let head_base = kv_row_starts(b, hq, shape.kv_heads, shape.kv_len);
     let head_base = int_tensor::<B, 5>(head_base, [b, hq, 1, 1, 1], &device);
     let range_end_t =
         int_tensor::<B, 5>(range_ends.iter().map(|&e| e as i64).collect(), [1, 1, nq, 1, 1], &device);
@@ -324,6 +322,15 @@ fn ascending<B: Backend>(
         }
     }
     block_starts.sort(3)
+}
+
+/// For each of the `batch * query_heads` rows (in order), the first row of its KV head in K
+/// flattened to `[batch * kv_heads * kv_len, head_dim]`: where a query head's keys start.
+pub(crate) fn kv_row_starts(batch: usize, query_heads: usize, kv_heads: usize, kv_len: usize) -> Vec<i64> {
+    let group = query_heads / kv_heads;
+    (0..batch * query_heads)
+        .map(|r| ((r / query_heads * kv_heads + (r % query_heads) / group) * kv_len) as i64)
+        .collect()
 }
 
 pub(crate) fn int_tensor<B: Backend, const D: usize>(

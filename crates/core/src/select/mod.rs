@@ -10,8 +10,8 @@ mod sink_window;
 mod top_k;
 
 pub use budget::SparseBudget;
-pub(crate) use hip_mask::int_tensor;
 pub use hip_mask::{hip_mask, HipMask, HipMaskParams, Representative};
+pub(crate) use hip_mask::{int_tensor, kv_row_starts};
 pub use key_selection::KeySelection;
 pub use lsh::{gray_position, gray_positions, lsh_buckets, stable_order, stable_order_below};
 pub(crate) use pages::candidate_page_scores;

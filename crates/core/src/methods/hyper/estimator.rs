@@ -111,7 +111,7 @@ fn non_causal<B: Backend>(
     let samples = (params.sample_size > 0 && blocks > 1).then(|| column_samples(&q_sorted, nk, params));
     // On the kernels, K and V sorted once per KV head (a key's LSH order is the same for each
     // query head); else per query head, for the matmuls.
-    let on_kernels = kernels::kernels_active::<B>()
+    let on_kernels = kernels::block_sparse_applies(&q_sorted, &k, &v)
         .then(|| {
             let k_order = profile::span::<B, _>("hyper: sort keys", &device, || sort(&k));
             let (k_sorted, v_sorted) = (rows(k.clone(), &k_order), rows(v.clone(), &k_order));

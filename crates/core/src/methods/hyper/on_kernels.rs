@@ -11,6 +11,7 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::attend::AttnOutput;
 use crate::kernels::{self, BlockSizes, KernelWindow};
+use crate::select::{int_tensor, kv_row_starts};
 
 /// Exact attention of sorted query block `i` (`q_block` queries) over sorted key block `i`
 /// (`block_size` keys; the last one may be short).
@@ -60,9 +61,8 @@ pub(super) fn over_samples<B: Backend>(
     let m = samples.dims()[2];
     let device = q.device();
     // The sampled rows of each query head's KV head, `[batch, query_heads, m, e]`.
-    let heads: Vec<i64> =
-        (0..b * hq).map(|r| ((r / hq * hkv + (r % hq) / (hq / hkv)) * kv_len) as i64).collect();
-    let rows = crate::select::int_tensor::<B, 3>(heads, [b, hq, 1], &device) + samples.clone();
+    let heads = kv_row_starts(b, hq, hkv, kv_len);
+    let rows = int_tensor::<B, 3>(heads, [b, hq, 1], &device) + samples.clone();
     let rows = rows.reshape([b * hq * m]);
     let pick = |x: &Tensor<B, 4>| {
         let e = x.dims()[3];
